@@ -1,0 +1,23 @@
+"""Flax NNX modules built on ``seqjax.scan``.
+
+Every sequence layer maps ``[batch, time, features]`` to ``[batch, time, features_out]``
+in parallel and also runs one step at a time for recurrent inference:
+
+* ``layer(x, segment_ids=None)`` – the parallel form; ``segment_ids`` (``[batch,
+  time]`` ints) restarts the state where a packed document starts;
+* ``state = layer.init_state(batch_size)`` – the state before the first step;
+* ``state, y_t = layer.step(state, x_t)`` – one step, ``x_t: [batch, features]``.
+
+Stepping through a sequence gives the same outputs as the parallel call.
+"""
+
+from seqjax.nn.parallel_rnn import ParallelRNN
+from seqjax.nn.pararnn import ParaGRU, ParaGRUCell, ParaLSTM, ParaLSTMCell
+
+__all__ = [
+    "ParaGRU",
+    "ParaGRUCell",
+    "ParaLSTM",
+    "ParaLSTMCell",
+    "ParallelRNN",
+]
