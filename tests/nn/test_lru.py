@@ -73,12 +73,14 @@ def test_resets_match_segments():
 def test_values_and_param_grads_match_reference():
     x = checks.random_inputs((2, 7, H))
     checks.assert_grads_match_reference(make(), x, reference)
-    ids = checks.packed_segment_ids([[2, 5], [4, 3]])
+    # Row 0 is packed (resets); row 1 is one plain sequence.
+    ids = checks.packed_segment_ids([[2, 5], [7]])
     checks.assert_grads_match_reference(make(), x, reference, segment_ids=ids)
 
 
 def test_jit_and_vmap():
     checks.assert_jit_and_vmap(make(), checks.random_inputs((2, 6, H)))
+    checks.assert_traceable_init(make)
 
 
 def test_bad_shapes_and_hyperparameters():
