@@ -348,7 +348,8 @@ def load_splits(
         As :func:`make_splits`.
 
     Example:
-        >>> splits = load_splits(sizes=(8, 2, 2), min_length=20, max_length=60)
+        >>> splits = load_splits(sizes=(8, 2, 2), min_length=20, max_length=60,
+        ...                      cache_dir="/tmp/seqjax-example")
         >>> sorted(splits), splits["train"]["inputs"].shape
         (['test', 'train', 'validation'], (8, 60))
     """

@@ -624,7 +624,7 @@ def generate(
 
     Example:
         >>> data = generate(4, seed=0)
-        >>> data["inputs"].shape, data["targets"].sum()
+        >>> data["inputs"].shape, int(data["targets"].sum())
         ((4, 1024), 2)
     """
     if isinstance(num_examples, bool) or not isinstance(num_examples, int):

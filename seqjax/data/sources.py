@@ -291,7 +291,8 @@ def cached(
             something other than a dict of numeric/string arrays.
 
     Example:
-        >>> arrays = cached("toy", {"n": 3}, lambda: {"x": np.arange(3)}, "/tmp/c")
+        >>> build = lambda: {"x": np.arange(3)}
+        >>> arrays = cached("toy", {"n": 3}, build, "/tmp/seqjax-example")
         >>> arrays["x"].tolist()
         [0, 1, 2]
     """
