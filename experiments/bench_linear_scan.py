@@ -140,6 +140,39 @@ def run(args) -> list[list[object]]:
     return rows
 
 
+def chunk_sweep(args) -> None:
+    """Times ``chunked`` at several chunk sizes (elementwise, real)."""
+    header = ["T", "width", "chunk size", "fwd", "fwd+bwd", "temp mem fwd+bwd"]
+    rows: list[list[object]] = []
+    command = "python experiments/bench_linear_scan.py " + " ".join(sys.argv[1:])
+    for length in args.lengths:
+        for width in args.widths:
+            a, b = make_problem("elementwise", length, width)
+            for size in args.chunk_sweep:
+                fwd = lambda a, b, c=size: linear_scan(
+                    a, b, method="chunked", chunk_size=c
+                )
+
+                def loss(a, b, c=size):
+                    return jnp.sum(linear_scan(a, b, method="chunked", chunk_size=c))
+
+                mf = benchlib.measure(fwd, a, b, min_time=args.min_time)
+                mb = benchlib.measure(
+                    jax.grad(loss, argnums=(0, 1)), a, b, min_time=args.min_time
+                )
+                row = [
+                    length, width, size, benchlib.fmt_seconds(mf.median_s),
+                    benchlib.fmt_seconds(mb.median_s),
+                    benchlib.fmt_bytes(mb.temp_bytes),
+                ]  # fmt: skip
+                rows.append(row)
+                print(" | ".join(map(str, row)), flush=True)
+                benchlib.write_table(
+                    "linear_scan_chunks", "chunked linear_scan: chunk size sweep",
+                    header, rows, [], command,
+                )  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
@@ -156,6 +189,9 @@ def main(argv: list[str] | None = None) -> None:
         "--min-time", type=float, default=0.2, help="seconds of repeats (>= 3 calls)"
     )
     parser.add_argument("--name", default=None, help="results file stem")
+    parser.add_argument(
+        "--chunk-sweep", type=int, nargs="+", help="only time these chunk sizes"
+    )
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     args.lengths = args.lengths or preset["lengths"]
@@ -164,7 +200,10 @@ def main(argv: list[str] | None = None) -> None:
         "linear_scan" if args.preset == "full" else f"linear_scan_{args.preset}"
     )
     print(f"linear_scan benchmark on {benchlib.device_description()}")
-    run(args)
+    if args.chunk_sweep:
+        chunk_sweep(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":

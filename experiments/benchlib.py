@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import os
 import pathlib
 import platform
 import re
@@ -21,7 +22,10 @@ from collections.abc import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
-RESULTS = pathlib.Path(__file__).parent / "results"
+# SEQJAX_RESULTS_DIR redirects the tables (e.g. to a folder that is copied back).
+RESULTS = pathlib.Path(
+    os.environ.get("SEQJAX_RESULTS_DIR", pathlib.Path(__file__).parent / "results")
+)
 
 
 def device_description() -> str:
