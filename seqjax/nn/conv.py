@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqjax.nn import segments
+from seqjax.nn import sequence_checks
 
 Initializer = Any
 
@@ -108,16 +108,6 @@ class CausalConv1d(nnx.Module):
             else None
         )
 
-    def _check(self, x: jax.Array, rank: int, name: str) -> jax.Array:
-        x = jnp.asarray(x)
-        if x.ndim != rank or x.shape[-1] != self.features:
-            expected = "[batch, time, features]" if rank == 3 else "[batch, features]"
-            raise ValueError(
-                f"CausalConv1d: {name} must be {expected} with features="
-                f"{self.features}, got shape {x.shape}."
-            )
-        return x
-
     def __call__(
         self, x: jax.Array, *, segment_ids: jax.Array | None = None
     ) -> jax.Array:
@@ -134,18 +124,14 @@ class CausalConv1d(nnx.Module):
         Raises:
           ValueError: ``x`` or ``segment_ids`` has the wrong shape.
         """
-        x = self._check(x, 3, "x").astype(self.dtype)
+        x = sequence_checks.sequence("CausalConv1d", x, self.features).astype(
+            self.dtype
+        )
         batch, time, _ = x.shape
         w = self.kernel[...].astype(self.dtype)
         first = None  # first position of the current document, [batch, time]
-        if segment_ids is not None:
-            segment_ids = jnp.asarray(segment_ids)
-            if segment_ids.shape != (batch, time):
-                raise ValueError(
-                    f"CausalConv1d: segment_ids must be [batch, time] = "
-                    f"{(batch, time)}, got shape {segment_ids.shape}."
-                )
-            starts = segments.segment_starts(segment_ids)
+        starts = sequence_checks.segment_starts("CausalConv1d", segment_ids, x)
+        if starts is not None:
             pos = jnp.arange(time)[None, :]
             first = jax.lax.cummax(jnp.where(starts, pos, 0), axis=1)
         y = jnp.zeros_like(x)
@@ -185,7 +171,9 @@ class CausalConv1d(nnx.Module):
         Raises:
           ValueError: ``x_t`` or ``state`` has the wrong shape.
         """
-        x_t = self._check(x_t, 2, "x_t").astype(self.dtype)
+        x_t = sequence_checks.step_input("CausalConv1d", x_t, self.features).astype(
+            self.dtype
+        )
         expected = (x_t.shape[0], self.kernel_size - 1, self.features)
         if state.shape != expected:
             raise ValueError(

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqjax.nn import chunked_gla, segments
+from seqjax.nn import chunked_gla, sequence_checks
 
 NORMS = ("rmsnorm", "layernorm")
 
@@ -185,16 +185,6 @@ class GatedLinearAttention(nnx.Module):
         )
         self.o_proj = nnx.Linear(value_dim, features, use_bias=False, **lin)
 
-    def _check(self, x: jax.Array, rank: int, name: str) -> jax.Array:
-        x = jnp.asarray(x)
-        if x.ndim != rank or x.shape[-1] != self.features:
-            expected = "[batch, time, features]" if rank == 3 else "[batch, features]"
-            raise ValueError(
-                f"GatedLinearAttention: {name} must be {expected} with features="
-                f"{self.features}, got shape {x.shape}."
-            )
-        return x
-
     def _qkvg(self, x: jax.Array):
         """Per-head ``q`` (scaled), ``k``, ``v`` and float32 log-decays ``g``."""
         heads = x.shape[:-1] + (self.num_heads, -1)
@@ -230,16 +220,10 @@ class GatedLinearAttention(nnx.Module):
         Raises:
           ValueError: ``x`` or ``segment_ids`` has the wrong shape.
         """
-        x = self._check(x, 3, "x").astype(self.dtype)
-        starts = None
-        if segment_ids is not None:
-            segment_ids = jnp.asarray(segment_ids)
-            if segment_ids.shape != x.shape[:2]:
-                raise ValueError(
-                    f"GatedLinearAttention: segment_ids must be [batch, time] = "
-                    f"{x.shape[:2]}, got shape {segment_ids.shape}."
-                )
-            starts = segments.segment_starts(segment_ids)
+        x = sequence_checks.sequence("GatedLinearAttention", x, self.features).astype(
+            self.dtype
+        )
+        starts = sequence_checks.segment_starts("GatedLinearAttention", segment_ids, x)
         q, k, v, g = self._qkvg(x)
         o = chunked_gla.chunked_gla(
             q, k, v, g, starts=starts, chunk_size=self.chunk_size
@@ -272,7 +256,9 @@ class GatedLinearAttention(nnx.Module):
         Raises:
           ValueError: ``x_t`` has the wrong shape.
         """
-        x_t = self._check(x_t, 2, "x_t").astype(self.dtype)
+        x_t = sequence_checks.step_input(
+            "GatedLinearAttention", x_t, self.features
+        ).astype(self.dtype)
         q, k, v, g = self._qkvg(x_t)
         q, k, v = (a.astype(jnp.float32) for a in (q, k, v))
         state = jnp.exp(g)[..., None] * state + k[..., None] * v[..., None, :]

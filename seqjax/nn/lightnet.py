@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqjax.nn import chunked_gla, gla, segments
+from seqjax.nn import chunked_gla, gla, sequence_checks
 
 
 class LightNetState(NamedTuple):
@@ -176,16 +176,6 @@ class LightNet(nnx.Module):
         self.norm_scale = nnx.Param(jnp.ones((features,), param_dtype))
         self.o_proj = nnx.Linear(features, features, **lin)
 
-    def _check(self, x: jax.Array, rank: int, name: str) -> jax.Array:
-        x = jnp.asarray(x)
-        if x.ndim != rank or x.shape[-1] != self.features:
-            expected = "[batch, time, features]" if rank == 3 else "[batch, features]"
-            raise ValueError(
-                f"LightNet: {name} must be {expected} with features={self.features}, "
-                f"got shape {x.shape}."
-            )
-        return x
-
     def _qkv(self, x: jax.Array):
         """Per-head scaled ``q``, float32 ``k`` (logits) and ``v``."""
         heads = x.shape[:-1] + (self.num_heads, -1)
@@ -219,16 +209,8 @@ class LightNet(nnx.Module):
         Raises:
           ValueError: ``x`` or ``segment_ids`` has the wrong shape.
         """
-        x = self._check(x, 3, "x").astype(self.dtype)
-        starts = None
-        if segment_ids is not None:
-            segment_ids = jnp.asarray(segment_ids)
-            if segment_ids.shape != x.shape[:2]:
-                raise ValueError(
-                    f"LightNet: segment_ids must be [batch, time] = {x.shape[:2]}, "
-                    f"got shape {segment_ids.shape}."
-                )
-            starts = segments.segment_starts(segment_ids)
+        x = sequence_checks.sequence("LightNet", x, self.features).astype(self.dtype)
+        starts = sequence_checks.segment_starts("LightNet", segment_ids, x)
         q, k, v = self._qkv(x)
         z = segment_logcumsumexp(k, starts)  # [b, t, h, d_k], float32
         z_prev = jnp.concatenate([z[:, :1], z[:, :-1]], axis=1)
@@ -275,7 +257,9 @@ class LightNet(nnx.Module):
         Raises:
           ValueError: ``x_t`` has the wrong shape.
         """
-        x_t = self._check(x_t, 2, "x_t").astype(self.dtype)
+        x_t = sequence_checks.step_input("LightNet", x_t, self.features).astype(
+            self.dtype
+        )
         q, k, v = self._qkv(x_t)
         z_prev = state.log_normalizer
         z = jnp.logaddexp(z_prev, k)

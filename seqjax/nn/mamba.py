@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from seqjax.nn import conv, segments, selective_scan
+from seqjax.nn import conv, selective_scan, sequence_checks
 
 
 class MambaState(NamedTuple):
@@ -203,16 +203,6 @@ class Mamba(nnx.Module):
         self.D = nnx.Param(jnp.ones((d_inner,), param_dtype))
         self.out_proj = nnx.Linear(d_inner, features, use_bias=use_bias, **linear)
 
-    def _check(self, x: jax.Array, rank: int, name: str) -> jax.Array:
-        x = jnp.asarray(x)
-        if x.ndim != rank or x.shape[-1] != self.features:
-            expected = "[batch, time, features]" if rank == 3 else "[batch, features]"
-            raise ValueError(
-                f"Mamba: {name} must be {expected} with features={self.features}, "
-                f"got shape {x.shape}."
-            )
-        return x
-
     def _ssm_inputs(self, xc: jax.Array):
         """``(Δ, B, C)`` in float32 from the convolved inputs ``x̃``."""
         dbc = self.x_proj(xc)
@@ -239,16 +229,8 @@ class Mamba(nnx.Module):
         Raises:
           ValueError: ``x`` or ``segment_ids`` has the wrong shape.
         """
-        x = self._check(x, 3, "x")
-        starts = None
-        if segment_ids is not None:
-            segment_ids = jnp.asarray(segment_ids)
-            if segment_ids.shape != x.shape[:2]:
-                raise ValueError(
-                    f"Mamba: segment_ids must be [batch, time] = {x.shape[:2]}, got "
-                    f"shape {segment_ids.shape}."
-                )
-            starts = segments.segment_starts(segment_ids)
+        x = sequence_checks.sequence("Mamba", x, self.features)
+        starts = sequence_checks.segment_starts("Mamba", segment_ids, x)
         xz = self.in_proj(x.astype(self.dtype))
         xi, z = jnp.split(xz, 2, axis=-1)
         xc = jax.nn.silu(self.conv(xi, segment_ids=segment_ids))
@@ -293,7 +275,7 @@ class Mamba(nnx.Module):
         Raises:
           ValueError: ``x_t`` has the wrong shape.
         """
-        x_t = self._check(x_t, 2, "x_t")
+        x_t = sequence_checks.step_input("Mamba", x_t, self.features)
         xz = self.in_proj(x_t.astype(self.dtype))
         xi, z = jnp.split(xz, 2, axis=-1)
         window, xc = self.conv.step(state.conv, xi)
