@@ -188,7 +188,7 @@ class LRU(nnx.Module):
         return h, self._outputs(h, x_t)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def _initial_params(
     key: jax.Array, n: int, h: int, r_min: float, r_max: float, max_phase: float
 ) -> dict[str, jax.Array]:

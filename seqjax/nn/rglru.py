@@ -274,7 +274,7 @@ class RGLRU(nnx.Module):
         return RGLRUState(h, jnp.zeros_like(at_start)), h.astype(self.dtype)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
+@functools.partial(jax.jit, static_argnums=(1, 2, 6))
 def _initial_params(
     key: jax.Array,
     features: int,

@@ -206,7 +206,7 @@ class S4D(nnx.Module):
         return h, self._outputs(h, x_t)
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
 def _initial_params(
     key: jax.Array, h: int, n_state: int, init: str, dt_min: float, dt_max: float
 ) -> dict[str, jax.Array]:
@@ -222,7 +222,7 @@ def _initial_params(
     else:  # "real"
         real, imag = n + 1, jnp.zeros((h, modes))
     log_dt = jax.random.uniform(
-        k_dt, (h,), minval=math.log(dt_min), maxval=math.log(dt_max)
+        k_dt, (h,), minval=jnp.log(dt_min), maxval=jnp.log(dt_max)
     )
     return {
         "log_dt": log_dt,

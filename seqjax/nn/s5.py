@@ -144,21 +144,20 @@ class S5(nnx.Module):
         self.n_states = state_size // 2 if conj_sym else state_size
 
         lam, v = _hippo_n_blocks(state_size // blocks, blocks, conj_sym)
-        draws = _draws(
-            rngs.params(), features, state_size, self.n_states, dt_min, dt_max
-        )
+        draws = _draws(rngs.params(), features, state_size, dt_min, dt_max)
+        n = self.n_states
         b_tilde = _init_b(draws["B"], v, blocks)
-        c_tilde = _init_c(draws["C"], draws["C_complex"], v, blocks, c_init)
+        c_tilde = _init_c(draws["C"], draws["C_complex"][..., :n], v, blocks, c_init)
         param = lambda value: nnx.Param(jnp.asarray(value).astype(param_dtype))
         self.lambda_re = param(lam.real)
         self.lambda_im = param(lam.imag)
         self.B_re, self.B_im = param(b_tilde.real), param(b_tilde.imag)
         self.C_re, self.C_im = param(c_tilde.real), param(c_tilde.imag)
         if bidirectional:
-            c2 = _init_c(draws["C2"], draws["C2_complex"], v, blocks, c_init)
+            c2 = _init_c(draws["C2"], draws["C2_complex"][..., :n], v, blocks, c_init)
             self.C2_re, self.C2_im = param(c2.real), param(c2.imag)
         self.D = param(draws["D"])
-        self.log_step = param(draws["log_step"])
+        self.log_step = param(draws["log_step"][:n])
 
     # --- pieces ---------------------------------------------------------------------
 
@@ -300,30 +299,34 @@ def _hippo_n_blocks(
 _TRUNCATED_STD = 0.87962566103423978  # σ of N(0, 1) truncated to ±2
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def _draws(
-    key: jax.Array, h: int, p: int, n_states: int, dt_min: float, dt_max: float
+    key: jax.Array, h: int, p: int, dt_min: float, dt_max: float
 ) -> dict[str, jax.Array]:
     """Every random draw of the initialisation, in one compiled call.
 
-    ``B``, ``C``, ``C2``: standard normals truncated to ±2 (unit variance after
-    dividing by ``_TRUNCATED_STD``); ``C_complex``, ``C2_complex``: standard normal
-    real and imaginary parts; ``D``; ``log_step`` log-uniform in [dt_min, dt_max].
+    ``B`` ``[p, h]``, ``C``, ``C2`` ``[2, h, p]``: standard normals truncated to ±2
+    (unit variance after dividing by ``_TRUNCATED_STD``); ``C_complex``,
+    ``C2_complex`` ``[2, h, p]``: standard normal real and imaginary parts; ``D``;
+    ``log_step`` ``[p]`` log-uniform in [dt_min, dt_max]. (One draw of each kind,
+    split afterwards: compiling the samplers dominates construction time.)
     """
-    k = jax.random.split(key, 7)
-    unit = lambda k, shape: (
-        jax.random.truncated_normal(k, -2.0, 2.0, shape) / (_TRUNCATED_STD)
+    k_trunc, k_normal, k_step = jax.random.split(key, 3)
+    trunc = jax.random.truncated_normal(k_trunc, -2.0, 2.0, (5, h, p))
+    trunc = trunc / _TRUNCATED_STD
+    normal = jax.random.normal(k_normal, (4 * h * p + h,))
+    normal, d = normal[:-h].reshape(2, 2, h, p), normal[-h:]
+    log_step = jax.random.uniform(
+        k_step, (p,), minval=jnp.log(dt_min), maxval=jnp.log(dt_max)
     )
     return {
-        "B": unit(k[0], (p, h)),
-        "C": unit(k[1], (2, h, p)),
-        "C2": unit(k[2], (2, h, p)),
-        "C_complex": jax.random.normal(k[3], (2, h, n_states)),
-        "C2_complex": jax.random.normal(k[4], (2, h, n_states)),
-        "D": jax.random.normal(k[5], (h,)),
-        "log_step": jax.random.uniform(
-            k[6], (n_states,), minval=math.log(dt_min), maxval=math.log(dt_max)
-        ),
+        "B": trunc[0].T,
+        "C": trunc[1:3],
+        "C2": trunc[3:5],
+        "C_complex": normal[0],
+        "C2_complex": normal[1],
+        "D": d,
+        "log_step": log_step,
     }
 
 

@@ -66,7 +66,7 @@ def test_resets_match_segments(normalize_at_reset):
     checks.assert_resets_match_segments(
         make(normalize_at_reset=normalize_at_reset),
         checks.random_inputs((2, 9, H)),
-        [[3, 4, 2], [5, 4]],
+        [[3, 3, 3], [6, 3]],
     )
 
 
