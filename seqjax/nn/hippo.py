@@ -57,8 +57,7 @@ def legs_matrix(n: int) -> np.ndarray:
     """
     n = _check_size(n)
     q = np.sqrt(2.0 * np.arange(n) + 1.0)
-    a = np.tril(np.outer(q, q)) - np.diag(np.arange(n, dtype=np.float64))
-    return -a
+    return np.diag(np.arange(n, dtype=np.float64)) - np.tril(np.outer(q, q))
 
 
 def legs_input(n: int) -> np.ndarray:
