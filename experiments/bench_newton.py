@@ -49,7 +49,7 @@ def make_layer(name: str, hidden: int, method: str, seed: int = 0):
 
 def convergence_rows(args):
     rows = []
-    for name in CELLS:
+    for name in args.cells:
         for length in args.lengths:
             layer = make_layer(name, args.conv_hidden, "newton")
             x = jax.random.normal(jax.random.key(1), (BATCH, length, args.conv_hidden))
@@ -100,7 +100,7 @@ def _trace(layer, x, iterations):
 def speed_rows(args):
     fmt_s, fmt_b = benchlib.fmt_seconds, benchlib.fmt_bytes
     rows = []
-    for name in CELLS:
+    for name in args.cells:
         for hidden in args.hiddens:
             for length in args.lengths:
                 newton = make_layer(name, hidden, "newton")
@@ -160,7 +160,7 @@ def main(argv=None):
     args.lengths = args.lengths or preset["lengths"]
     args.hiddens = args.hiddens or preset["hiddens"]
     args.iterations = args.iterations or preset["iterations"]
-    name = "newton" if args.preset == "full" else f"newton_{args.preset}"
+    name = args.name or ("newton" if args.preset == "full" else f"newton_{args.preset}")
     command = "python experiments/bench_newton.py " + " ".join(sys.argv[1:])
     print(f"newton benchmark on {benchlib.device_description()}")
     start = time.perf_counter()

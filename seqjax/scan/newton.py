@@ -494,8 +494,10 @@ def _value_and_jacobian(f, layout: _Layout, structure: JacobianStructure):
 
         def block(v, x):
             fv, lin = jax.linearize(lambda v: f(v, x), v)
-            k = v.shape[-1]
-            columns = [lin(jnp.zeros_like(v).at[:, c].set(1)) for c in range(k)]
+            eye = jnp.eye(v.shape[-1], dtype=v.dtype)
+            # Broadcast one-hot tangents (a scatter into zeros would be constant-
+            # folded into a [batch, T, m, k] array by XLA).
+            columns = [lin(jnp.broadcast_to(row, v.shape)) for row in eye]
             return fv, jnp.stack(columns, axis=-1)
 
         return block
