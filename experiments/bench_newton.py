@@ -202,6 +202,8 @@ def _write(name, conv_header, conv_rows, speed_header, speed_rows_, notes, comma
         notes,
         command,
     )
+    if not conv_rows:
+        return path
     conv = ["", "## Convergence at initialisation", ""]
     conv += ["| " + " | ".join(conv_header) + " |", "|" + "---|" * len(conv_header)]
     conv += ["| " + " | ".join(map(str, r)) + " |" for r in conv_rows]
