@@ -36,9 +36,18 @@ class LazyMixer:
       module: dotted module path, e.g. ``"seqjax.nn.lru"``.
       attr: the class (or factory) in it, e.g. ``"LRU"``.
       in_and_hidden: see above.
+      name: the registry name, for error messages.
     """
 
-    def __init__(self, module: str, attr: str, *, in_and_hidden: bool = False):
+    def __init__(
+        self,
+        module: str,
+        attr: str,
+        *,
+        in_and_hidden: bool = False,
+        name: str | None = None,
+    ):
+        self.name = name
         self.module = module
         self.attr = attr
         self.in_and_hidden = in_and_hidden
@@ -52,19 +61,16 @@ class LazyMixer:
         Raises:
           ImportError: the module is missing, fails to import, or lacks ``attr``.
         """
-        path = f"{self.module}:{self.attr}"
+        what = f"mixer {self.name or self.attr!r} ({self.module}:{self.attr})"
         try:
             module = importlib.import_module(self.module)
         except ImportError as err:
-            raise ImportError(
-                f"mixer {path!r} could not be imported (module {self.module!r}): {err}"
-            ) from err
+            raise ImportError(f"{what} could not be imported: {err}") from err
         try:
             return getattr(module, self.attr)
         except AttributeError as err:
             raise ImportError(
-                f"mixer {path!r}: module {self.module!r} has no attribute "
-                f"{self.attr!r}."
+                f"{what}: module {self.module!r} has no attribute {self.attr!r}."
             ) from err
 
     @property
@@ -96,16 +102,20 @@ class LazyMixer:
 
 
 _REGISTRY: dict[str, MixerFactory] = {
-    "lru": LazyMixer("seqjax.nn.lru", "LRU"),
-    "s4d": LazyMixer("seqjax.nn.s4d", "S4D"),
-    "s5": LazyMixer("seqjax.nn.s5", "S5"),
-    "rglru": LazyMixer("seqjax.nn.rglru", "RGLRU"),
-    "mamba": LazyMixer("seqjax.nn.mamba", "Mamba"),
-    "gla": LazyMixer("seqjax.nn.gla", "GatedLinearAttention"),
-    "lightnet": LazyMixer("seqjax.nn.lightnet", "LightNet"),
-    "conv": LazyMixer("seqjax.nn.conv", "CausalConv1d"),
-    "paragru": LazyMixer("seqjax.nn.pararnn", "ParaGRU", in_and_hidden=True),
-    "paralstm": LazyMixer("seqjax.nn.pararnn", "ParaLSTM", in_and_hidden=True),
+    "lru": LazyMixer("seqjax.nn.lru", "LRU", name="lru"),
+    "s4d": LazyMixer("seqjax.nn.s4d", "S4D", name="s4d"),
+    "s5": LazyMixer("seqjax.nn.s5", "S5", name="s5"),
+    "rglru": LazyMixer("seqjax.nn.rglru", "RGLRU", name="rglru"),
+    "mamba": LazyMixer("seqjax.nn.mamba", "Mamba", name="mamba"),
+    "gla": LazyMixer("seqjax.nn.gla", "GatedLinearAttention", name="gla"),
+    "lightnet": LazyMixer("seqjax.nn.lightnet", "LightNet", name="lightnet"),
+    "conv": LazyMixer("seqjax.nn.conv", "CausalConv1d", name="conv"),
+    "paragru": LazyMixer(
+        "seqjax.nn.pararnn", "ParaGRU", in_and_hidden=True, name="paragru"
+    ),
+    "paralstm": LazyMixer(
+        "seqjax.nn.pararnn", "ParaLSTM", in_and_hidden=True, name="paralstm"
+    ),
 }
 
 # Arguments every factory receives from ``make_mixer`` itself, never as options.
@@ -174,7 +184,7 @@ def register_mixer(
             f"mixer {key!r} is already registered; pass overwrite=True to replace it."
         )
     if isinstance(factory, str):
-        factory = LazyMixer(module, attr)
+        factory = LazyMixer(module, attr, name=key)
     _REGISTRY[key] = factory
 
 

@@ -9,13 +9,17 @@ from flax import nnx
 from seqjax.nn import mlp
 
 
+def _x(shape, seed):
+    return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
+
+
 def _dense(layer, x):
     return x @ np.asarray(layer.kernel[...]) + np.asarray(layer.bias[...])
 
 
 def test_mlp_matches_formula_and_grads():
     layer = mlp.MLP(4, hidden_features=6, out_features=3, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(1), (2, 5, 4))
+    x = _x((2, 5, 4), 1)
     want = _dense(layer.down, jax.nn.gelu(_dense(layer.up, x), approximate=False))
     np.testing.assert_allclose(layer(x), want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(layer.step(x[:, 0]), want[:, 0], rtol=1e-5, atol=1e-6)
@@ -41,7 +45,7 @@ def test_mlp_matches_formula_and_grads():
 )
 def test_glu_variants_match_formula(cls, act):
     layer = cls(4, hidden_features=5, rngs=nnx.Rngs(0))
-    x = jax.random.normal(jax.random.key(2), (3, 4))
+    x = _x((3, 4), 2)
     h = act(_dense(layer.gate, x)) * _dense(layer.value, x)
     np.testing.assert_allclose(layer(x), _dense(layer.out, h), rtol=1e-5, atol=1e-6)
 
@@ -51,13 +55,14 @@ def test_glu_without_out_proj_and_defaults():
     x = jnp.ones((2, 4))
     want = jax.nn.sigmoid(_dense(layer.gate, x)) * _dense(layer.value, x)
     np.testing.assert_allclose(layer(x), want, rtol=1e-6)
-    assert mlp.SwiGLU(12, rngs=nnx.Rngs(0)).gate.out_features == 32  # 8/3·12 → ×8
-    assert mlp.MLP(3, rngs=nnx.Rngs(0)).up.out_features == 12
+    swiglu = nnx.eval_shape(lambda: mlp.SwiGLU(12, rngs=nnx.Rngs(0)))
+    assert swiglu.gate.out_features == 32  # 8/3·12 → ×8
+    assert nnx.eval_shape(lambda: mlp.MLP(3, rngs=nnx.Rngs(0))).up.out_features == 12
     assert mlp.make_channel_mixer(None, 4, rngs=nnx.Rngs(0)) is None
 
 
 def test_mlp_dtype():
-    layer = mlp.SwiGLU(4, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    layer = mlp.SwiGLU(4, hidden_features=5, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
     assert layer(jnp.ones((2, 4))).dtype == jnp.bfloat16
     assert layer.gate.kernel[...].dtype == jnp.float32
 
