@@ -14,6 +14,7 @@ import sys
 
 BENCHMARKS = {
     "scan": "bench_linear_scan.py",
+    "newton": "bench_newton.py",
 }
 
 
