@@ -22,7 +22,7 @@ from flax import nnx
 
 from seqjax.nn import segments
 from seqjax.nn import sequence_checks as checks
-from seqjax.scan import linear_scan
+from seqjax.scan import linear_scan, methods
 
 
 class LRU(nnx.Module):
@@ -98,7 +98,7 @@ class LRU(nnx.Module):
             raise ValueError(f"LRU: max_phase must be positive, got {max_phase}.")
         self.features = features
         self.state_size = state_size
-        self.method = method
+        self.method = methods.parse(method).value
         self.dtype = dtype
         self.param_dtype = param_dtype
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seqjax.nn import sequence_checks as checks
-from seqjax.scan import linear_scan
+from seqjax.scan import linear_scan, methods
 
 A_INITS = ("griffin", "recurrentgemma")
 
@@ -175,7 +175,7 @@ class RGLRU(nnx.Module):
         self.c = float(c)
         self.normalize_at_reset = normalize_at_reset
         self.max_sqrt_gradient = float(max_sqrt_gradient)
-        self.method = method
+        self.method = methods.parse(method).value
         self.dtype = dtype
         self.param_dtype = param_dtype
 

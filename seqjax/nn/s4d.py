@@ -22,7 +22,7 @@ from flax import nnx
 from seqjax.nn import discretization as ssm_discretization
 from seqjax.nn import segments
 from seqjax.nn import sequence_checks as checks
-from seqjax.scan import linear_scan
+from seqjax.scan import linear_scan, methods
 
 INITS = ("lin", "inv", "real")
 
@@ -107,7 +107,7 @@ class S4D(nnx.Module):
         self.state_size = state_size
         self.init = init
         self.discretization = ssm_discretization.check_method(discretization, "S4D")
-        self.method = method
+        self.method = methods.parse(method).value
         self.dtype = dtype
         self.param_dtype = param_dtype
 

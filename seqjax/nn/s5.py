@@ -24,7 +24,7 @@ from flax import nnx
 from seqjax.nn import discretization as ssm_discretization
 from seqjax.nn import hippo, segments
 from seqjax.nn import sequence_checks as checks
-from seqjax.scan import linear_scan
+from seqjax.scan import linear_scan, methods
 
 C_INITS = ("trunc_standard_normal", "lecun_normal", "complex_normal")
 
@@ -138,7 +138,7 @@ class S5(nnx.Module):
         self.discretization = ssm_discretization.check_method(discretization, "S5")
         self.clip_eigs = clip_eigs
         self.bidirectional = bidirectional
-        self.method = method
+        self.method = methods.parse(method).value
         self.dtype = dtype
         self.param_dtype = param_dtype
         self.n_states = state_size // 2 if conj_sym else state_size
@@ -291,9 +291,10 @@ def _hippo_n_blocks(
     lam, v = hippo.diagonalize_normal_legs(block)
     if conj_sym:
         lam, v = lam[: block // 2], v[:, : block // 2]
-    lam.setflags(write=False)
+    lam = np.tile(lam, blocks)
+    lam.setflags(write=False)  # shared by the cache
     v.setflags(write=False)
-    return np.tile(lam, blocks), v
+    return lam, v
 
 
 _TRUNCATED_STD = 0.87962566103423978  # σ of N(0, 1) truncated to ±2

@@ -85,6 +85,8 @@ def test_jit_and_vmap():
 
 def test_bad_shapes_and_hyperparameters():
     checks.assert_bad_shapes_raise(make(), H)
+    with pytest.raises(ValueError, match="method"):
+        make(method="fast")
     with pytest.raises(ValueError, match="r_max"):
         make(r_min=0.5, r_max=1.0)
     with pytest.raises(ValueError, match="r_min"):

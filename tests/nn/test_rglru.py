@@ -104,6 +104,8 @@ def test_jit_and_vmap():
 
 def test_bad_shapes_and_hyperparameters():
     checks.assert_bad_shapes_raise(make(), H)
+    with pytest.raises(ValueError, match="method"):
+        make(method="fast")
     with pytest.raises(ValueError, match="divide"):
         rglru.RGLRU(6, num_heads=4, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="a_max"):

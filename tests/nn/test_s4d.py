@@ -121,6 +121,8 @@ def test_jit_and_vmap():
 
 def test_bad_shapes_and_hyperparameters():
     checks.assert_bad_shapes_raise(make(), H)
+    with pytest.raises(ValueError, match="method"):
+        make(method="fast")
     with pytest.raises(ValueError, match="even"):
         s4d.S4D(H, state_size=5, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="init"):

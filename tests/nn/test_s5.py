@@ -145,6 +145,8 @@ def test_jit_and_vmap():
 
 def test_bad_shapes_and_hyperparameters():
     checks.assert_bad_shapes_raise(make(), H)
+    with pytest.raises(ValueError, match="method"):
+        make(method="fast")
     with pytest.raises(ValueError, match="multiple of blocks"):
         s5.S5(H, state_size=10, blocks=4, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="even"):
