@@ -11,10 +11,19 @@ in parallel and also runs one step at a time for recurrent inference:
 Stepping through a sequence gives the same outputs as the parallel call.
 """
 
+from seqjax.nn.lru import LRU
 from seqjax.nn.parallel_rnn import ParallelRNN
 from seqjax.nn.pararnn import ParaGRU, ParaGRUCell, ParaLSTM, ParaLSTMCell
+from seqjax.nn.rglru import RGLRU, RGLRUState
+from seqjax.nn.s4d import S4D
+from seqjax.nn.s5 import S5
 
 __all__ = [
+    "LRU",
+    "RGLRU",
+    "RGLRUState",
+    "S4D",
+    "S5",
     "ParaGRU",
     "ParaGRUCell",
     "ParaLSTM",
