@@ -91,8 +91,9 @@ def selective_scan(
       h0: optional ``[batch, d, n]`` initial state (zeros if ``None``).
       chunk_size: steps per chunk ``L``.
       intra_chunk: how a chunk is evaluated: ``"scan"``, ``"quadratic"`` (see the
-        module docstring) or ``"auto"``, which picks ``"scan"`` (measured faster and
-        smaller on CPU and GPU).
+        module docstring) or ``"auto"``, which picks ``"scan"``: on CPU it measured
+        several times faster than ``"quadratic"`` at ``L >= 16`` and its working
+        set is ``L`` times smaller (not yet measured on GPU).
       return_final_state: also return the last state ``h_{T-1}``.
 
     Returns:
