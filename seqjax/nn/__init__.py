@@ -9,9 +9,17 @@ in parallel and also runs one step at a time for recurrent inference:
 * ``state, y_t = layer.step(state, x_t)`` – one step, ``x_t: [batch, features]``.
 
 Stepping through a sequence gives the same outputs as the parallel call.
+
+The chunked kernels behind the matrix-state mixers are pure functions in their own
+modules: ``seqjax.nn.selective_scan.selective_scan`` (Mamba) and
+``seqjax.nn.chunked_gla.chunked_gla`` (GLA, LightNet).
 """
 
+from seqjax.nn.conv import CausalConv1d
+from seqjax.nn.gla import GatedLinearAttention
+from seqjax.nn.lightnet import LightNet
 from seqjax.nn.lru import LRU
+from seqjax.nn.mamba import Mamba
 from seqjax.nn.parallel_rnn import ParallelRNN
 from seqjax.nn.pararnn import ParaGRU, ParaGRUCell, ParaLSTM, ParaLSTMCell
 from seqjax.nn.rglru import RGLRU, RGLRUState
@@ -19,6 +27,10 @@ from seqjax.nn.s4d import S4D
 from seqjax.nn.s5 import S5
 
 __all__ = [
+    "CausalConv1d",
+    "GatedLinearAttention",
+    "LightNet",
+    "Mamba",
     "LRU",
     "RGLRU",
     "RGLRUState",
