@@ -1,13 +1,18 @@
 """The ``seqjax`` command.
 
-``seqjax bench scan [options]`` runs ``experiments/bench_linear_scan.py`` from the
-source checkout (benchmarks live beside the package, not inside it); ``seqjax bench scan
---help`` lists its options.
+* ``seqjax train --config configs/NAME.py[:VARIANT] --workdir DIR [key=value ...]``:
+  trains, evaluates and checkpoints; rerunning on the same ``DIR`` resumes.
+* ``seqjax eval --workdir DIR [--best]``: evaluates the latest (or best) checkpoint.
+* ``seqjax generate --workdir DIR --prompt TEXT``: samples from a language model.
+* ``seqjax plot --workdir DIR``: writes loss-curve PNGs from ``DIR/metrics.jsonl``.
+* ``seqjax bench scan|newton [options]``: runs a benchmark script from
+  ``experiments/`` in a source checkout.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import runpy
 import sys
@@ -30,18 +35,117 @@ def _experiments_dir() -> pathlib.Path:
     return path
 
 
-def _bench(name: str, rest: list[str]) -> None:
-    script = _experiments_dir() / BENCHMARKS[name]
-    sys.argv = [str(script), *rest]
+def _bench(args) -> None:
+    script = _experiments_dir() / BENCHMARKS[args.name]
+    sys.argv = [str(script), *args.options]
     sys.path.insert(0, str(script.parents[1]))
     runpy.run_path(str(script), run_name="__main__")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+def _train(args) -> int:
+    from seqjax.train import config as config_lib
+    from seqjax.train import trainer
+
+    try:
+        config = config_lib.load_config(args.config)
+        config = config_lib.apply_overrides(config, args.overrides)
+    except config_lib.ConfigError as e:
+        raise SystemExit(f"seqjax train: {e}") from None
+    workdir = pathlib.Path(args.workdir)
+    result = trainer.train(config, workdir)
+    if result.stopped_by:
+        print(
+            f"stopped by {result.stopped_by} at step {result.step}; checkpoint saved. "
+            f"Rerun the same command to resume."
+        )
+        return 130 if result.stopped_by == "SIGINT" else 143
+    print(f"\nfinished step {result.step}: " + trainer.dump(result.metrics))
+    if result.sample is not None:
+        print(f"\nsample from {config.train.sample_prompt!r}:\n{'-' * 60}")
+        print(config.train.sample_prompt + result.sample)
+        print("-" * 60)
+    plots_dir = workdir / "plots"
+    print(
+        "\nwhere everything is:\n"
+        f"  config        {workdir / 'config.json'}\n"
+        f"  metrics       {workdir / 'metrics.jsonl'} (one JSON object per event)\n"
+        f"  tensorboard   tensorboard --logdir {workdir / 'tensorboard'}\n"
+        f"  checkpoints   {workdir / 'checkpoints'}\n"
+        f"  plots         {plots_dir}\n"
+        f"  evaluate      seqjax eval --workdir {workdir}\n"
+        + (
+            f"  generate      seqjax generate --workdir {workdir} --prompt 'def '\n"
+            if config.task == "lm"
+            else ""
+        )
+    )
+    return 0
+
+
+def _eval(args) -> int:
+    from seqjax.train import trainer
+
+    metrics = trainer.evaluate(args.workdir, which="best" if args.best else args.step)
+    print(json.dumps(metrics))
+    return 0
+
+
+def _generate(args) -> int:
+    from seqjax.train import trainer
+
+    text = trainer.generate(
+        args.workdir,
+        args.prompt,
+        max_tokens=args.max_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        seed=args.seed,
+        which="best" if args.best else "latest",
+    )
+    print(args.prompt + text)
+    return 0
+
+
+def _plot(args) -> int:
+    from seqjax.train import plots
+
+    for path in plots.plot_metrics(args.workdir):
+        print(path)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
         prog="seqjax", description="Parallel recurrence for JAX and Flax."
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = p.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train (or resume) a config")
+    train.add_argument("--config", required=True, help="configs/NAME.py[:VARIANT]")
+    train.add_argument("--workdir", required=True, help="run directory (resumes)")
+    train.add_argument("overrides", nargs="*", help="key=value, e.g. train.steps=100")
+    train.set_defaults(fn=_train)
+
+    ev = commands.add_parser("eval", help="evaluate a checkpoint")
+    ev.add_argument("--workdir", required=True)
+    ev.add_argument("--best", action="store_true", help="the best checkpoint")
+    ev.add_argument("--step", default="latest", help="a step number, or latest")
+    ev.set_defaults(fn=_eval)
+
+    gen = commands.add_parser("generate", help="sample from a language model")
+    gen.add_argument("--workdir", required=True)
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--max-tokens", type=int, default=None)
+    gen.add_argument("--temperature", type=float, default=None)
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--best", action="store_true")
+    gen.set_defaults(fn=_generate)
+
+    plot = commands.add_parser("plot", help="write loss-curve PNGs")
+    plot.add_argument("--workdir", required=True)
+    plot.set_defaults(fn=_plot)
+
     bench = commands.add_parser(
         "bench",
         help="run a benchmark from experiments/",
@@ -49,9 +153,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     bench.add_argument("name", choices=sorted(BENCHMARKS))
     bench.add_argument("options", nargs=argparse.REMAINDER, help="the script's options")
-    args = parser.parse_args(argv)
-    if args.command == "bench":
-        _bench(args.name, args.options)
+    bench.set_defaults(fn=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    code = args.fn(args)
+    if code:
+        raise SystemExit(code)
 
 
 if __name__ == "__main__":

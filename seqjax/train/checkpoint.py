@@ -1,0 +1,218 @@
+"""Checkpoints with orbax: asynchronous saves, last K and best kept, exact resume.
+
+A checkpoint of step ``s`` is the folder ``DIR/checkpoints/s`` holding four items:
+
+* ``state``: the whole training state (parameters, optimizer moments, step counters,
+  random-number state, normalisation statistics) as arrays, restored onto any mesh;
+* ``data``: the grain iterator's position (its ``get_state()``), so the data stream
+  resumes where it stopped;
+* ``config``: the resolved run config (JSON);
+* ``meta``: the step and, when an evaluation ran at that step, its metrics.
+
+Orbax writes each checkpoint into a temporary folder and renames it when complete, so
+a process killed mid-save leaves no checkpoint that looks finished. A checkpoint that
+is finished but unreadable (a truncated or corrupted file) is skipped with a warning
+and the previous one is restored instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import (
+    AnyPreservationPolicy,
+    BestN,
+    LatestN,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def to_savable(state):
+    """Typed PRNG keys become their raw ``uint32`` data (orbax stores plain arrays)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+
+
+def abstract_savable(abstract_state):
+    """The abstract counterpart of ``to_savable`` (shapes, dtypes and shardings)."""
+
+    def one(x):
+        if isinstance(x, jax.ShapeDtypeStruct) and jnp.issubdtype(
+            x.dtype, jax.dtypes.prng_key
+        ):
+            data = jax.eval_shape(lambda k: jax.random.key_data(k), x)
+            return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=x.sharding)
+        return x
+
+    return jax.tree.map(one, abstract_state)
+
+
+def from_savable(savable, abstract_state):
+    """Inverse of ``to_savable``: wraps key data back into typed keys."""
+
+    def one(saved, like):
+        if isinstance(like, jax.ShapeDtypeStruct) and jnp.issubdtype(
+            like.dtype, jax.dtypes.prng_key
+        ):
+            return jax.random.wrap_key_data(saved)
+        return saved
+
+    return jax.tree.map(one, savable, abstract_state)
+
+
+class Checkpointer:
+    """Saves and restores training checkpoints under ``directory``.
+
+    Args:
+      directory: where the step folders go (created if missing).
+      keep: how many of the latest checkpoints to keep.
+      best_metric: metric (from ``save(..., metrics=)``) that ranks checkpoints; the
+        best one is kept in addition to the latest ``keep``.
+      best_mode: ``"min"`` or ``"max"``.
+      asynchronous: save in a background thread (``wait`` blocks until done).
+    """
+
+    def __init__(
+        self,
+        directory: str | pathlib.Path,
+        *,
+        keep: int = 3,
+        best_metric: str | None = "eval/loss",
+        best_mode: str = "min",
+        asynchronous: bool = True,
+    ):
+        self.directory = pathlib.Path(directory).absolute()
+        self.best_metric = best_metric
+        self.best_mode = best_mode
+        policies = [LatestN(n=keep)]
+        if best_metric:
+            policies.append(
+                BestN(
+                    get_metric_fn=lambda m: m[best_metric],
+                    reverse=best_mode == "min",
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=AnyPreservationPolicy(policies),
+            enable_async_checkpointing=asynchronous,
+            cleanup_tmp_directories=True,
+            create=True,
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        steps = self.steps()
+        return steps[-1] if steps else None
+
+    def save(
+        self,
+        step: int,
+        state,
+        *,
+        data_state: dict | None,
+        config: dict,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        """Starts saving ``state`` (asynchronously unless configured otherwise)."""
+        metrics = {k: float(v) for k, v in (metrics or {}).items()}
+        usable = metrics if self.best_metric in metrics else None
+        args = ocp.args.Composite(
+            state=ocp.args.StandardSave(to_savable(state)),
+            data=ocp.args.JsonSave(data_state or {}),
+            config=ocp.args.JsonSave(config),
+            meta=ocp.args.JsonSave({"step": int(step), "metrics": metrics}),
+        )
+        self.manager.save(int(step), args=args, metrics=usable, force=True)
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def best_step(self) -> int | None:
+        """The kept step with the best ``best_metric``, or None if none has it."""
+        best = None
+        for step in self.steps():
+            try:
+                meta = self._read(step, meta=ocp.args.JsonRestore())["meta"]
+            except Exception:  # noqa: BLE001 - an unreadable checkpoint is not best
+                continue
+            value = meta.get("metrics", {}).get(self.best_metric)
+            if value is None:
+                continue
+            better = best is None or (
+                value < best[1] if self.best_mode == "min" else value > best[1]
+            )
+            if better:
+                best = (step, value)
+        return None if best is None else best[0]
+
+    def _read(self, step, **items):
+        return self.manager.restore(step, args=ocp.args.Composite(**items))
+
+    def restore(self, abstract_state, step: int | None = None) -> dict[str, Any] | None:
+        """Restores the newest readable checkpoint (or exactly ``step``).
+
+        Args:
+          abstract_state: ``jax.ShapeDtypeStruct`` tree (with target shardings) of the
+            state, e.g. from ``nnx.eval_shape``; the checkpoint is resharded to it.
+          step: a specific step; ``None`` tries the newest first and falls back to
+            older ones when a checkpoint cannot be read.
+
+        Returns:
+          ``{"step", "state", "data", "config", "meta"}``, or None when there is no
+          checkpoint.
+
+        Raises:
+          RuntimeError: checkpoints exist but none could be read.
+        """
+        candidates = [step] if step is not None else list(reversed(self.steps()))
+        if not candidates:
+            return None
+        abstract = abstract_savable(abstract_state)
+        errors = []
+        for candidate in candidates:
+            try:
+                out = self._read(
+                    candidate,
+                    state=ocp.args.StandardRestore(abstract),
+                    data=ocp.args.JsonRestore(),
+                    config=ocp.args.JsonRestore(),
+                    meta=ocp.args.JsonRestore(),
+                )
+            except Exception as e:  # noqa: BLE001 - any unreadable file means skip
+                errors.append(f"step {candidate}: {type(e).__name__}: {e}")
+                warnings.warn(
+                    f"checkpoint {self.directory / str(candidate)} is unreadable "
+                    f"({type(e).__name__}: {str(e)[:200]}); trying the previous one",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            return {
+                "step": candidate,
+                "state": from_savable(out["state"], abstract_state),
+                "data": out["data"],
+                "config": out["config"],
+                "meta": out["meta"],
+            }
+        raise RuntimeError(
+            f"no readable checkpoint in {self.directory}:\n" + "\n".join(errors)
+        )
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
