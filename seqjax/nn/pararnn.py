@@ -67,19 +67,24 @@ class _DiagonalCell(nnx.Module):
     ``x: [..., in]`` to the gate pre-activations ``u: [..., gates, hidden]``.
     """
 
-    gates: int
+    gates = 3
     jacobian_structure: str
+    peepholes = 0  # diagonal cell-state weights (ParaLSTM: 2)
+    _code_full_fan_out: (
+        bool  # the released code's Xavier fan-out: hidden or hidden/heads
+    )
 
-    def _init_common(
+    def __init__(
         self,
-        in_features,
-        hidden_features,
-        heads,
-        init,
-        diag_clip,
-        dtype,
-        param_dtype,
-        rngs,
+        in_features: int,
+        hidden_features: int,
+        *,
+        heads: int = 1,
+        init: str = "paper",
+        diag_clip: float | None = None,
+        dtype: Any = jnp.float32,
+        param_dtype: Any = jnp.float32,
+        rngs: nnx.Rngs,
     ):
         _check_heads(in_features, hidden_features, heads)
         if init not in INITS:
@@ -93,21 +98,31 @@ class _DiagonalCell(nnx.Module):
         self.dtype = dtype
         d_in, d_h = in_features // heads, hidden_features // heads
         shape = (heads, d_in, self.gates, d_h)
-        key = rngs.params()
         if init == "paper":  # Kaiming uniform, as the paper's LM runs.
             bound = math.sqrt(3.0 / d_in)
         else:  # The released code's Xavier uniform, with its fan-out convention.
-            fan_out = (
-                hidden_features if self.gates == 3 and self._code_full_fan_out else d_h
-            )
+            fan_out = hidden_features if self._code_full_fan_out else d_h
             bound = math.sqrt(6.0 / (d_in + fan_out))
         self.kernel = nnx.Param(
-            jax.random.uniform(key, shape, param_dtype, -bound, bound)
+            jax.random.uniform(rngs.params(), shape, param_dtype, -bound, bound)
         )
         bias = jnp.zeros((self.gates, hidden_features), param_dtype)
         if init == "code":  # First gate row: -linspace(0, 1, hidden).
             bias = bias.at[0].set(-jnp.linspace(0.0, 1.0, hidden_features))
         self.bias = nnx.Param(bias)
+        diagonal = (self.gates, hidden_features)
+        self.diagonal = nnx.Param(
+            self._diagonal_init(
+                rngs.params(), diagonal, init, hidden_features, param_dtype
+            )
+        )
+        if self.peepholes:
+            shape = (self.peepholes, hidden_features)
+            self.peephole = nnx.Param(
+                self._diagonal_init(
+                    rngs.params(), shape, init, hidden_features, param_dtype
+                )
+            )
 
     @staticmethod
     def _diagonal_init(key, shape, init, hidden_features, param_dtype):
@@ -158,37 +173,8 @@ class ParaGRUCell(_DiagonalCell):
       rngs: ``nnx.Rngs`` with a ``params`` stream.
     """
 
-    gates = 3
     jacobian_structure = "diagonal"
     _code_full_fan_out = True
-
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        heads: int = 1,
-        init: str = "paper",
-        diag_clip: float | None = None,
-        dtype: Any = jnp.float32,
-        param_dtype: Any = jnp.float32,
-        rngs: nnx.Rngs,
-    ):
-        self._init_common(
-            in_features,
-            hidden_features,
-            heads,
-            init,
-            diag_clip,
-            dtype,
-            param_dtype,
-            rngs,
-        )
-        self.diagonal = nnx.Param(
-            self._diagonal_init(
-                rngs.params(), (3, hidden_features), init, hidden_features, param_dtype
-            )
-        )
 
     def recur(self, h: Array, u: Array) -> Array:
         """``h_t = f(h_{t-1}, u_t)``, ``h: [..., hidden]``, ``u: [..., 3, hidden]``."""
@@ -217,42 +203,9 @@ class ParaLSTMCell(_DiagonalCell):
     ``ParaGRUCell``; the ``"code"`` init's forget-gate bias is ``-linspace(0, 1)``.
     """
 
-    gates = 3
     jacobian_structure = "block"
+    peepholes = 2
     _code_full_fan_out = False
-
-    def __init__(
-        self,
-        in_features: int,
-        hidden_features: int,
-        *,
-        heads: int = 1,
-        init: str = "paper",
-        diag_clip: float | None = None,
-        dtype: Any = jnp.float32,
-        param_dtype: Any = jnp.float32,
-        rngs: nnx.Rngs,
-    ):
-        self._init_common(
-            in_features,
-            hidden_features,
-            heads,
-            init,
-            diag_clip,
-            dtype,
-            param_dtype,
-            rngs,
-        )
-        self.diagonal = nnx.Param(
-            self._diagonal_init(
-                rngs.params(), (3, hidden_features), init, hidden_features, param_dtype
-            )
-        )
-        self.peephole = nnx.Param(
-            self._diagonal_init(
-                rngs.params(), (2, hidden_features), init, hidden_features, param_dtype
-            )
-        )
 
     def recur(self, state: tuple[Array, Array], u: Array) -> tuple[Array, Array]:
         """``(c_t, h_t) = f((c_{t-1}, h_{t-1}), u_t)``, ``u: [..., 3, hidden]``."""
