@@ -61,18 +61,19 @@ def _check_heads(in_features: int, hidden_features: int, heads: int):
 
 
 class _DiagonalCell(nnx.Module):
-    """Shared parts of the ParaRNN cells: the block-diagonal input projection.
+    """Shared parts of the ParaRNN cells: parameters and the input projection.
 
-    ``B`` has shape ``[heads, in/heads, gates, hidden/heads]``; ``project`` maps
-    ``x: [..., in]`` to the gate pre-activations ``u: [..., gates, hidden]``.
+    ``B`` (``kernel``) has shape ``[heads, in/heads, gates, hidden/heads]``; ``project``
+    maps ``x: [..., in]`` to the gate pre-activations ``u: [..., gates, hidden]``. The
+    diagonal state weights are ``diagonal: [gates, hidden]`` and, for ParaLSTM,
+    ``peephole: [2, hidden]``. Arguments are described on ``ParaGRUCell``.
     """
 
     gates = 3
     jacobian_structure: str
     peepholes = 0  # diagonal cell-state weights (ParaLSTM: 2)
-    _code_full_fan_out: (
-        bool  # the released code's Xavier fan-out: hidden or hidden/heads
-    )
+    # The released code's Xavier fan-out: hidden (GRU) or hidden/heads (LSTM).
+    _code_full_fan_out: bool
 
     def __init__(
         self,
