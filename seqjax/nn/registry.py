@@ -2,9 +2,16 @@
 
 A config says ``mixer="lru"`` and ``mixer_options={"state_size": 64}``; the model
 calls ``make_mixer("lru", features, rngs=rngs, state_size=64)``. Built-in names map
-to ``"module:Class"`` paths that are imported only when first used, so a mixer whose
-module is missing (or fails to import) does not break the others. Users add their own
-with ``register_mixer``.
+to a module path and a class (``LazyMixer``), imported only when first used, so a
+mixer whose module is missing (or fails to import) does not break the others. Users
+add their own with ``register_mixer``.
+
+Built-in names: ``lru`` (``seqjax.nn.lru.LRU``), ``s4d`` (``S4D``), ``s5`` (``S5``),
+``rglru`` (``RGLRU``), ``mamba`` (``Mamba``), ``gla`` (``GatedLinearAttention``),
+``lightnet`` (``LightNet``), ``conv`` (``CausalConv1d``), ``paragru`` / ``paralstm``
+(``seqjax.nn.pararnn.ParaGRU`` / ``ParaLSTM``, whose ``hidden_features`` option
+defaults to ``features`` so they map ``features`` to ``features``). Names are
+case-insensitive and ignore ``-`` and ``_`` (``"RG-LRU"`` is ``"rglru"``).
 
 Options are checked against the factory's signature before anything is built: an
 unknown option is a ``TypeError`` naming it and listing the valid ones.
@@ -162,7 +169,10 @@ def register_mixer(
       TypeError: ``factory`` is neither callable nor a string.
 
     Example:
-      >>> register_mixer("my_conv", "seqjax.nn.conv:CausalConv1d")  # doctest: +SKIP
+      >>> register_mixer("my_conv", "seqjax.nn.conv:CausalConv1d")
+      >>> "myconv" in mixer_names()
+      True
+      >>> unregister_mixer("my_conv")
     """
     key = _key(name)
     if not key:
@@ -284,9 +294,10 @@ def make_mixer(
       ImportError: the mixer's module is missing.
 
     Example:
+      >>> import jax.numpy as jnp
       >>> from flax import nnx
       >>> layer = make_mixer("lru", 8, rngs=nnx.Rngs(0), state_size=16)
-      >>> layer(jnp.ones((2, 5, 8))).shape  # doctest: +SKIP
+      >>> layer(jnp.ones((2, 5, 8))).shape
       (2, 5, 8)
     """
     factory = get_mixer(name)

@@ -20,10 +20,10 @@ def _floats(shape, seed):
     return jnp.asarray(np.random.default_rng(seed).normal(size=shape), jnp.float32)
 
 
-def _lm(mixer="lru", **kw):
+def _lm(mixer="lru", depth=1, **kw):
     options = {"lru": {"state_size": 4}, "s4d": {"state_size": 4}}.get(mixer, {})
     return models.LanguageModel(
-        V, F, 2, mixer, mixer_options=options, rngs=nnx.Rngs(0), **kw
+        V, F, depth, mixer, mixer_options=options, rngs=nnx.Rngs(0), **kw
     )
 
 
@@ -49,7 +49,10 @@ def _greedy_by_rerunning(lm, prompt, n):
 
 @pytest.mark.parametrize(
     "mixer, kw",
-    [("lru", dict(conv_width=3)), ("s4d", dict(tie_embeddings=False, mlp="swiglu"))],
+    [
+        ("lru", dict(conv_width=3, depth=2)),
+        ("s4d", dict(tie_embeddings=False, mlp="swiglu", depth=2)),
+    ],
     ids=["lru+conv,tied", "s4d,untied"],
 )
 def test_generate_equals_greedy_rerun_of_parallel_forward(mixer, kw):
