@@ -377,8 +377,8 @@ class MetricsWriter:
 class Throughput:
     """Step time and tokens per second over a sliding window of steps.
 
-    Call ``tick(tokens)`` once at the end of every training step. The time of a
-    step is the wall time between consecutive ticks, so with JAX's asynchronous
+    Call ``add(tokens)`` once at the end of every training step. The time of a
+    step is the wall time between consecutive ``add`` calls, so with JAX's asynchronous
     dispatch the window average is right as long as the loop synchronises now and
     then (fetching the loss to log it does). The first ``skip`` steps (compilation)
     are never measured; wrap work that is not training (evaluation, checkpoints)
@@ -397,8 +397,8 @@ class Throughput:
     Example:
       >>> clock = iter([0.0, 5.0, 5.5, 6.0]).__next__  # first step: compiling
       >>> tp = Throughput(window=10, clock=clock)
-      >>> tp.start(); tp.tick(100); tp.tick(100); tp.tick(100)
-      >>> tp.metrics()
+      >>> tp.start(); tp.add(100); tp.add(100); tp.add(100)
+      >>> tp.rates()
       {'train/step_time': 0.5, 'train/tokens_per_sec': 200.0}
     """
 
@@ -419,16 +419,15 @@ class Throughput:
         self._steps = 0
         self._times: collections.deque[float] = collections.deque(maxlen=window + 1)
         self._tokens: collections.deque[float] = collections.deque(maxlen=window)
-        self._paused_at: float | None = None
 
     def start(self) -> None:
         """Marks the start of the first step (optional: without it the first
-        tick only starts the clock)."""
+        ``add`` only starts the clock)."""
         self._times.clear()
         self._tokens.clear()
         self._times.append(self._clock())
 
-    def tick(self, tokens: float = 0) -> None:
+    def add(self, tokens: float = 0) -> None:
         """Marks the end of one step that processed ``tokens`` tokens."""
         now = self._clock()
         self._steps += 1
@@ -472,7 +471,7 @@ class Throughput:
         elapsed = self._times[-1] - self._times[0]
         return math.inf if elapsed <= 0 else sum(self._tokens) / elapsed
 
-    def metrics(self, prefix: str = "train/") -> dict[str, float]:
+    def rates(self, prefix: str = "train/") -> dict[str, float]:
         """``{"train/step_time": ..., "train/tokens_per_sec": ...}``, or ``{}``
         before the first measured step."""
         if not self._tokens:

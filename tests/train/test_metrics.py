@@ -385,20 +385,20 @@ def test_throughput_skips_compilation_and_averages_a_window():
     clock = _Clock()
     tp = metrics.Throughput(window=3, clock=clock)
     tp.start()
-    assert tp.metrics() == {} and tp.step_time is None
+    assert tp.rates() == {} and tp.step_time is None
     clock.now = 30.0  # step 1: compiling
-    tp.tick(100)
-    assert tp.metrics() == {}
+    tp.add(100)
+    assert tp.rates() == {}
     durations = [1.0, 2.0, 3.0, 4.0, 5.0]
     tokens = [100, 200, 300, 400, 500]
     for d, n in zip(durations, tokens, strict=True):
         clock.now += d
-        tp.tick(n)
+        tp.add(n)
     # window of the last 3 steps: 3 + 4 + 5 s, 300 + 400 + 500 tokens
     assert tp.measured_steps == 3
     assert tp.step_time == pytest.approx(4.0)
     assert tp.tokens_per_sec == pytest.approx(1200 / 12)
-    assert tp.metrics() == {
+    assert tp.rates() == {
         "train/step_time": pytest.approx(4.0),
         "train/tokens_per_sec": pytest.approx(100.0),
     }
@@ -408,13 +408,13 @@ def test_throughput_without_start_and_with_a_pause():
     clock = _Clock()
     tp = metrics.Throughput(window=10, skip=1, clock=clock)
     clock.now = 5.0
-    tp.tick(64)  # first tick: no start, skipped anyway
+    tp.add(64)  # first step: no start, skipped anyway
     clock.now = 6.0
-    tp.tick(64)
+    tp.add(64)
     with tp.paused():  # an evaluation of 100 s
         clock.now += 100.0
     clock.now += 1.0
-    tp.tick(64)
+    tp.add(64)
     assert tp.step_time == pytest.approx(1.0)
     assert tp.tokens_per_sec == pytest.approx(64.0)
 
@@ -424,8 +424,8 @@ def test_throughput_skip_zero_counts_from_start():
     tp = metrics.Throughput(window=4, skip=0, clock=clock)
     tp.start()
     clock.now = 2.0
-    tp.tick(10)
-    assert tp.metrics("eval/") == {
+    tp.add(10)
+    assert tp.rates("eval/") == {
         "eval/step_time": pytest.approx(2.0),
         "eval/tokens_per_sec": pytest.approx(5.0),
     }
