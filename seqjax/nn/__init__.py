@@ -15,18 +15,44 @@ modules: ``seqjax.nn.selective_scan.selective_scan`` (Mamba) and
 ``seqjax.nn.chunked_gla.chunked_gla`` (GLA, LightNet).
 """
 
+from seqjax.nn.block import Backbone, Bidirectional, Block
 from seqjax.nn.conv import CausalConv1d
 from seqjax.nn.gla import GatedLinearAttention
 from seqjax.nn.lightnet import LightNet
 from seqjax.nn.lru import LRU
 from seqjax.nn.mamba import Mamba
+from seqjax.nn.mlp import GLU, MLP, SwiGLU
+from seqjax.nn.models import (
+    DualEncoder,
+    LanguageModel,
+    SequenceClassifier,
+    SequenceEncoder,
+)
+from seqjax.nn.norms import BatchNorm, LayerNorm, RMSNorm
 from seqjax.nn.parallel_rnn import ParallelRNN
 from seqjax.nn.pararnn import ParaGRU, ParaGRUCell, ParaLSTM, ParaLSTMCell
 from seqjax.nn.rglru import RGLRU, RGLRUState
 from seqjax.nn.s4d import S4D
+from seqjax.nn.registry import make_mixer, mixer_names, register_mixer
 from seqjax.nn.s5 import S5
 
 __all__ = [
+    "Backbone",
+    "BatchNorm",
+    "Bidirectional",
+    "Block",
+    "DualEncoder",
+    "GLU",
+    "LanguageModel",
+    "LayerNorm",
+    "MLP",
+    "RMSNorm",
+    "SequenceClassifier",
+    "SequenceEncoder",
+    "SwiGLU",
+    "make_mixer",
+    "mixer_names",
+    "register_mixer",
     "CausalConv1d",
     "GatedLinearAttention",
     "LightNet",
