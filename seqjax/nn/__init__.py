@@ -31,9 +31,9 @@ from seqjax.nn.models import (
 from seqjax.nn.norms import BatchNorm, LayerNorm, RMSNorm
 from seqjax.nn.parallel_rnn import ParallelRNN
 from seqjax.nn.pararnn import ParaGRU, ParaGRUCell, ParaLSTM, ParaLSTMCell
+from seqjax.nn.registry import make_mixer, mixer_names, register_mixer
 from seqjax.nn.rglru import RGLRU, RGLRUState
 from seqjax.nn.s4d import S4D
-from seqjax.nn.registry import make_mixer, mixer_names, register_mixer
 from seqjax.nn.s5 import S5
 
 __all__ = [
