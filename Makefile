@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-slow lint format bench clean
+.PHONY: demo demo-clean test test-slow lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed
 
-## demo: set up, then run the main job on its built-in default.
+## demo: set up, then run the main job: a small ParaGRU language model on the
+## built-in corpus (rerunning resumes; `make demo-clean` starts over).
 demo: $(VENV)/.installed
-	$(BIN)/seqjax bench scan --preset demo
+	$(BIN)/seqjax train --config configs/demo.py --workdir runs/demo
+
+demo-clean:
+	rm -rf runs/demo
 
 ## test: set up with the test extra, then run the tests (what CI runs).
 test: $(VENV)/.installed-test

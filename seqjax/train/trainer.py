@@ -58,14 +58,25 @@ class Run:
 
 
 def _schedule(config: config_lib.Config):
+    """The learning-rate schedule: ``optim.schedule`` with the run's peak rate, warmup
+    and length filled in where the schedule takes them, then ``schedule_options``."""
     o = config.optim
-    return schedules.make_schedule(
-        o.schedule,
-        peak=o.learning_rate,
-        warmup_steps=o.warmup_steps,
-        total_steps=config.train.steps,
-        **o.schedule_options,
-    )
+    shared = {
+        "peak": o.learning_rate,
+        "peaks": o.learning_rate,
+        "lr": o.learning_rate,
+        "warmup_steps": o.warmup_steps,
+        "total_steps": config.train.steps,
+    }
+    accepted = schedules.schedule_arguments(o.schedule)
+    kwargs = {k: v for k, v in shared.items() if k in accepted}
+    kwargs.update(o.schedule_options)
+    try:
+        return schedules.make_schedule(o.schedule, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise config_lib.ConfigError(
+            f"optim.schedule / schedule_options: {e}"
+        ) from None
 
 
 def build(config: config_lib.Config, mesh: jax.sharding.Mesh | None = None) -> Run:
@@ -75,10 +86,6 @@ def build(config: config_lib.Config, mesh: jax.sharding.Mesh | None = None) -> R
     mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.mesh)
     o, seed = config.optim, config.train.seed
     schedule = _schedule(config)
-    ssm_schedule = None
-    if o.ssm_learning_rate is not None:
-        ratio = o.ssm_learning_rate / o.learning_rate
-        ssm_schedule = lambda step: ratio * schedule(step)  # noqa: E731
 
     def create():
         rngs = nnx.Rngs(params=seed, dropout=seed + 1)
@@ -86,7 +93,7 @@ def build(config: config_lib.Config, mesh: jax.sharding.Mesh | None = None) -> R
         tx = optimizers.make_optimizer(
             nnx.state(model, nnx.Param),
             learning_rate=schedule,
-            ssm_learning_rate=ssm_schedule,
+            ssm_learning_rate=o.ssm_learning_rate,
             weight_decay=o.weight_decay,
             b1=o.b1,
             b2=o.b2,
@@ -274,19 +281,21 @@ def train(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
                 )
             evaluated = step % t.eval_every == 0 or step == t.steps
             if evaluated:
-                last_eval = evaluate_state(run, state, eval_data, t.eval_batches)
+                with timer.paused():  # evaluation is not training throughput
+                    last_eval = evaluate_state(run, state, eval_data, t.eval_batches)
                 record.update(last_eval)
             if record:
                 writer.write(step, record)
                 bar.update(step, record)
             if step % t.checkpoint_every == 0 or step == t.steps or stop.signum:
-                checkpointer.save(
-                    step,
-                    state,
-                    data_state=data.get_state(),
-                    config=config_lib.to_dict(config),
-                    metrics=last_eval if evaluated else None,
-                )
+                with timer.paused():
+                    checkpointer.save(
+                        step,
+                        state,
+                        data_state=data.get_state(),
+                        config=config_lib.to_dict(config),
+                        metrics=last_eval if evaluated else None,
+                    )
             if stop.signum:
                 stopped_by = signal.Signals(stop.signum).name
                 break
