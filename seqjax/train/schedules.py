@@ -399,7 +399,7 @@ def infinite(
     constant_steps: int | None,
     anneal_steps: int = 0,
     *,
-    constant_fraction: float = 0.5,
+    constant_fraction: float = 0.55,
     final_fraction: float = 0.1,
     cooldown_shape: str = "inv_sqrt",
     timescale: float = 10.0,
@@ -440,17 +440,19 @@ def infinite(
       annealing ``η_c·exp(-ln(η_c/η_min)·u/N)`` were checked line by line
       against the authors' code: ``infinite_lr`` in ``infinite_scheduler.py``
       of Pauljanson002/MAE-1 (code of Singh et al., with Ibrahim as co-author;
-      it uses ``α = 10``), and the ``*_infinite`` branches of
-      ``megatron/learning_rates.py`` in vaibhav016/gpt-neox. The notes'
-      reading of the Ibrahim et al. GPT-NeoX branch (``infinite_lr``, commit
-      3815242) gives the same formulas.
+      it uses ``α = 10``). The notes' reading of the Ibrahim et al. GPT-NeoX
+      branch (``infinite_lr``, commit 3815242) gives the same formulas. A fork,
+      vaibhav016/gpt-neox ``megatron/learning_rates.py``, has the same linear
+      cooldown and exponential annealing, but its inverse-sqrt cooldown uses raw
+      step counts (``(n^{-1/2} - 1)/(K^{-1/2} - 1)``) instead of ``α``: not
+      followed here.
     - UNVERIFIED: the paper's own section and equation numbers, and whether the
       paper's printed equations use exactly these forms: the paper body (beyond
       its abstract) could not be reached with the search tool, so the formulas
-      rest on the authors' code. The default ``constant_fraction=0.5`` and
+      rest on the authors' code. The defaults ``constant_fraction=0.55`` and
       ``final_fraction=0.1`` follow the notes' [S]-tagged 405M setting
-      (``η_const ≈ (η_max + η_min)/2``, ``η_min = 0.1 η_max``), also UNVERIFIED
-      against the PDF.
+      (``η_max = 3e-4``, ``η_const = 1.65e-4``, ``η_min = 3e-5``), also
+      UNVERIFIED against the PDF.
     - Differences from that code, on purpose: phase lengths are step counts
       (durations), not fractions of a run; the warmup starts from 0 (as in the
       code); no ``max(η, η_min)`` clamp is needed because no phase goes below
