@@ -6,13 +6,14 @@ rather than a sequence mixer) it builds the same byte-level ``LanguageModel`` (v
 depth, with the mixer's default options, and measures at each sequence length ``T``:
 
 * training: one forward+backward of the next-token cross-entropy
-  (``jax.value_and_grad`` over the parameters, jitted), median time after
+  (``jax.value_and_grad`` over the parameters, jitted) on batches of ``tokens``
+  tokens (batch = tokens // T unless ``--batch`` is given), median time after
   compilation, as tokens/s = batch·T / time; its compile time and XLA's peak
   temporary memory (``compiled.memory_analysis().temp_size_in_bytes``);
 * decoding: ``model.step`` in a jitted ``jax.lax.scan`` over ``decode_tokens``
-  tokens at the same batch, from ``model.init_state``, as tokens/s = batch ·
-  decode_tokens / time and time per step (decoding does not depend on ``T``; it is
-  measured once per mixer);
+  tokens at batch ``decode_batch``, from ``model.init_state``, as tokens/s =
+  decode_batch · decode_tokens / time and time per step (decoding does not depend on
+  ``T``; it is measured once per mixer);
 * the parameter count, the decoding state (float32 numbers per sequence per layer, a
   complex number counts two) and the parallel method the mixer uses by default on
   this backend (the ``"auto"`` policies resolved).
@@ -46,12 +47,24 @@ from seqjax.nn.models import LanguageModel
 from seqjax.scan import methods
 
 VOCAB = 256  # bytes
+# Training batches hold ``tokens`` tokens: batch = tokens // T (the full preset: batch
+# 8 at T = 512, batch 2 at T = 2048). Batch 8 at T = 2048 would need ~22 GiB of XLA
+# temporaries for S4D, more than the shared 23 GiB CPU machine the table ran on.
 PRESETS = {
-    "demo": dict(width=64, depth=2, lengths=[256], batch=4, decode_tokens=64),
-    "full": dict(width=256, depth=4, lengths=[512, 2048], batch=8, decode_tokens=256),
+    "demo": dict(
+        width=64, depth=2, lengths=[256], tokens=1024, decode_batch=4, decode_tokens=64
+    ),
+    "full": dict(
+        width=256,
+        depth=4,
+        lengths=[512, 2048],
+        tokens=4096,
+        decode_batch=8,
+        decode_tokens=256,
+    ),
 }
 HEADER = [
-    "mixer", "T", "params", "state / layer", "parallel method (default)",
+    "mixer", "T", "batch", "params", "state / layer", "parallel method (default)",
     "train tok/s", "fwd+bwd", "compile fwd+bwd", "temp mem fwd+bwd",
     "decode tok/s", "decode / step", "compile decode", "loss at init",
 ]  # fmt: skip
@@ -147,6 +160,11 @@ def decoder(model: LanguageModel, batch: int):
     return decode, params
 
 
+def train_batch(args, length: int) -> int:
+    """``--batch`` if given, else ``tokens // length`` (at least 1)."""
+    return args.batch or max(args.tokens // length, 1)
+
+
 def run(args):
     """Yields the rows so far after each (mixer, T) pair is measured."""
     fmt_s, fmt_b = benchlib.fmt_seconds, benchlib.fmt_bytes
@@ -158,17 +176,20 @@ def run(args):
         state_n = state_numbers(model) // args.depth
         method = parallel_method(model.backbone.blocks[0].mixer)
 
-        decode, params = decoder(model, args.batch)
-        prompt = jax.random.randint(key, (args.batch, args.decode_tokens), 0, VOCAB)
+        decode, params = decoder(model, args.decode_batch)
+        prompt = jax.random.randint(
+            key, (args.decode_batch, args.decode_tokens), 0, VOCAB
+        )
         md = benchlib.measure(decode, params, prompt, min_time=args.min_time)
         logits = jax.jit(decode)(params, prompt)
         if not bool(jnp.all(jnp.isfinite(logits))):
             raise FloatingPointError(f"{mixer}: non-finite decoding logits.")
-        n_decoded = args.batch * args.decode_tokens
+        n_decoded = args.decode_batch * args.decode_tokens
 
         for length in args.lengths:
+            batch = train_batch(args, length)
             step, params = train_step(model)
-            tokens = jax.random.randint(key, (args.batch, length + 1), 0, VOCAB)
+            tokens = jax.random.randint(key, (batch, length + 1), 0, VOCAB)
             mt = benchlib.measure(step, params, tokens, min_time=args.min_time)
             loss, grads = jax.jit(step)(params, tokens)
             finite = bool(jnp.isfinite(loss)) and all(
@@ -177,8 +198,8 @@ def run(args):
             if not finite:
                 raise FloatingPointError(f"{mixer}, T={length}: non-finite gradients.")
             row = [
-                mixer, length, f"{params_n:,}", f"{state_n:,}", method,
-                f"{args.batch * length / mt.median_s:,.0f}", fmt_s(mt.median_s),
+                mixer, length, batch, f"{params_n:,}", f"{state_n:,}", method,
+                f"{batch * length / mt.median_s:,.0f}", fmt_s(mt.median_s),
                 fmt_s(mt.compile_s), fmt_b(mt.temp_bytes),
                 f"{n_decoded / md.median_s:,.0f}",
                 fmt_s(md.median_s / args.decode_tokens), fmt_s(md.compile_s),
@@ -193,7 +214,14 @@ def notes(args) -> list[str]:
     return [
         f"byte-level LanguageModel: vocab {VOCAB}, width {args.width}, depth "
         f"{args.depth}, tied embeddings, RMSNorm pre-norm blocks, default MLP, no "
-        f"extra conv; batch {args.batch}; float32; parameters seeded identically",
+        "extra conv; float32; parameters seeded identically",
+        "training batches: "
+        + (
+            f"batch {args.batch} at every T"
+            if args.batch
+            else f"{args.tokens} tokens each (batch = {args.tokens} // T), so every "
+            "row processes the same number of tokens per step"
+        ),
         "every mixer runs with its registry defaults (the papers' usual settings), so "
         "parameter counts and state sizes differ between mixers: compare speed "
         "together with the `params` and `state / layer` columns",
@@ -204,7 +232,8 @@ def notes(args) -> list[str]:
         "(compiled.memory_analysis().temp_size_in_bytes), excluding parameters and "
         "inputs",
         f"decode: model.step in a jitted lax.scan over {args.decode_tokens} tokens at "
-        f"batch {args.batch} from init_state; decode tok/s = batch·tokens / time; "
+        f"batch {args.decode_batch} from init_state; decode tok/s = batch·tokens / "
+        "time; "
         "decode / step = time / tokens; it does not depend on T (measured once per "
         "mixer, repeated on each of its rows)",
         "state / layer = real float32 numbers of one sequence's decoding state per "
@@ -218,6 +247,9 @@ def notes(args) -> list[str]:
         "= 5.545 for a uniform prediction; the tied N(0, 1/width) embeddings give "
         "unit-scale logits, hence a little more); gradients and decoding logits were "
         "checked finite",
+        "timings are medians of at least 3 calls; when the load average (below) "
+        f"exceeds the {os.cpu_count()} CPU cores, other jobs slow some rows more than "
+        "others and differences under ~2x between rows are noise",
         "load average (1, 5, 15 min) at the start: "
         + ", ".join(f"{x:.2f}" for x in args.load_start),
     ]
@@ -230,7 +262,11 @@ def main(argv=None):
     parser.add_argument("--lengths", type=int, nargs="+")
     parser.add_argument("--width", type=int)
     parser.add_argument("--depth", type=int)
-    parser.add_argument("--batch", type=int)
+    parser.add_argument("--tokens", type=int, help="training tokens per step")
+    parser.add_argument(
+        "--batch", type=int, help="training batch (default: tokens // T)"
+    )
+    parser.add_argument("--decode-batch", type=int)
     parser.add_argument("--decode-tokens", type=int)
     parser.add_argument("--min-time", type=float, default=0.2)
     parser.add_argument(
@@ -238,7 +274,14 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
-    for field in ("lengths", "width", "depth", "batch", "decode_tokens"):
+    for field in (
+        "lengths",
+        "width",
+        "depth",
+        "tokens",
+        "decode_batch",
+        "decode_tokens",
+    ):
         if getattr(args, field) is None:
             setattr(args, field, preset[field])
     args.mixers = args.mixers or all_mixers()

@@ -23,8 +23,8 @@ def test_bench_mixers_writes_its_table(tmp_path, monkeypatch):
     path = bench.main(
         [
             "--preset", "demo", "--mixers", "lru", "paragru", "--width", "8",
-            "--depth", "1", "--lengths", "8", "--batch", "2", "--decode-tokens",
-            "3", "--min-time", "0", "--name", "mixers_smoke",
+            "--depth", "1", "--lengths", "8", "--batch", "2", "--decode-batch", "2",
+            "--decode-tokens", "3", "--min-time", "0", "--name", "mixers_smoke",
         ]
     )  # fmt: skip
 
@@ -41,7 +41,7 @@ def test_bench_mixers_writes_its_table(tmp_path, monkeypatch):
     col = {name: i for i, name in enumerate(header)}
     for row in rows:
         assert len(row) == len(header)
-        assert row[col["T"]] == "8"
+        assert row[col["T"]] == "8" and row[col["batch"]] == "2"
         assert float(row[col["train tok/s"]].replace(",", "")) > 0
         assert float(row[col["decode tok/s"]].replace(",", "")) > 0
         assert int(row[col["params"]].replace(",", "")) > 0
