@@ -173,8 +173,8 @@ class Checkpointer:
             older ones when a checkpoint cannot be read.
 
         Returns:
-          ``{"step", "state", "data", "config", "meta"}``, or None when there is no
-          checkpoint.
+          ``{"step", "state", "data", "config", "meta", "unreadable"}`` (the newer
+          steps that could not be read), or None when there is no checkpoint.
 
         Raises:
           RuntimeError: checkpoints exist but none could be read.
@@ -208,10 +208,25 @@ class Checkpointer:
                 "data": out["data"],
                 "config": out["config"],
                 "meta": out["meta"],
+                "unreadable": [c for c in candidates if c > candidate],
             }
         raise RuntimeError(
             f"no readable checkpoint in {self.directory}:\n" + "\n".join(errors)
         )
+
+    def set_aside(self, step: int) -> pathlib.Path:
+        """Renames an unreadable checkpoint to ``<step>.unreadable`` (kept for
+        inspection, invisible to restores) so that training can save that step again.
+        """
+        source = self.directory / str(step)
+        target = self.directory / f"{step}.unreadable"
+        suffix = 1
+        while target.exists():
+            target = self.directory / f"{step}.unreadable.{suffix}"
+            suffix += 1
+        source.rename(target)
+        self.manager.reload()
+        return target
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -25,7 +25,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from seqjax.train import checkpoint as checkpoint_lib
@@ -134,7 +133,8 @@ def build(config: config_lib.Config, mesh: jax.sharding.Mesh | None = None) -> R
             loss = loss + value
         grads = jax.tree.map(lambda g: g / accumulate, grads)
         optimizer.update(model, grads)
-        metrics = {"loss": loss / accumulate, "grad_norm": optax.global_norm(grads)}
+        norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        metrics = {"loss": loss / accumulate, "grad_norm": norm}
         return nnx.state((model, optimizer)), metrics
 
     def eval_step(state, batch):
@@ -247,6 +247,11 @@ def train(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
     else:
         state, start = restored["state"], restored["step"]
         data.set_state(restored["data"])
+        for step in restored["unreadable"]:
+            kept = checkpointer.set_aside(step)
+            print(
+                f"unreadable checkpoint of step {step} moved to {kept}", file=sys.stderr
+            )
         _warn_config_changes(restored["config"], config)
         print(f"resumed from step {start} ({checkpointer.directory / str(start)})")
 
