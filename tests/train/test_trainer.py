@@ -116,8 +116,9 @@ def test_exact_resume_with_dropout_accumulation_and_shuffling(tmp_path):
 
 
 def _cli(workdir, *overrides):
-    cmd = [sys.executable, "-m", "seqjax.cli", "train", "--config",
-           str(ROOT / "configs" / "demo.py:tiny"), "--workdir", str(workdir), *overrides]  # fmt: skip
+    config = str(ROOT / "configs" / "demo.py:tiny")
+    cmd = [sys.executable, "-m", "seqjax.cli", "train", "--config", config,
+           "--workdir", str(workdir), *overrides]  # fmt: skip
     env = dict(os.environ, PYTHONUNBUFFERED="1", JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)  # one CPU device in the child
     return cmd, env
