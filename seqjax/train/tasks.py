@@ -16,6 +16,7 @@ The trainer knows nothing else about the task. ``TASKS`` maps names to tasks;
 
 from __future__ import annotations
 
+import importlib
 import math
 from typing import Any, Protocol
 
@@ -182,13 +183,34 @@ def _local_batch(global_batch: int, process_count: int, key: str) -> int:
 
 TASKS: dict[str, Task] = {"lm": LanguageModelling()}
 
+# Modules that register more tasks when imported (classification and retrieval over
+# LRA and MNIST; the synthetic memory tasks). Imported on first lookup, so that the
+# language-modelling path does not load them.
+TASK_MODULES = ("seqjax.train.classification", "seqjax.train.synthetic")
+
 
 def register_task(task: Task) -> None:
     """Adds a task under ``task.name`` (replacing one of the same name)."""
     TASKS[task.name] = task
 
 
+def _load_task_modules() -> None:
+    for module in TASK_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+
+
+def task_names() -> list[str]:
+    _load_task_modules()
+    return sorted(TASKS)
+
+
 def get_task(name: str) -> Task:
+    if name not in TASKS:
+        _load_task_modules()
     try:
         return TASKS[name]
     except KeyError:
