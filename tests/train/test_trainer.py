@@ -163,6 +163,30 @@ def test_real_process_killed_then_resumed_is_exact(tmp_path, sig):
     )
 
 
+def test_kill_during_an_asynchronous_save_still_resumes(tmp_path):
+    """SIGKILL the moment orbax starts writing a checkpoint (its temporary folder
+    appears); the rerun resumes from the last finished one and ends identical."""
+    overrides = ["train.steps=10", "train.checkpoint_every=2", "train.eval_every=5"]
+    cmd, env = _cli(tmp_path / "straight", *overrides)
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    cmd, env = _cli(tmp_path / "killed", *overrides)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    ckpt = tmp_path / "killed" / "checkpoints"
+    _wait_for_checkpoint(tmp_path / "killed", 2, proc)
+    start = time.time()
+    while not any("tmp" in p.name for p in ckpt.iterdir()):  # the save of step 4
+        assert proc.poll() is None and time.time() - start < 240
+        time.sleep(0.001)
+    proc.kill()
+    proc.communicate(timeout=60)
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    assert_same_state(
+        params_of(tmp_path / "straight")[1], params_of(tmp_path / "killed")[1]
+    )
+
+
 def test_corrupted_latest_checkpoint_falls_back_with_a_warning(tmp_path):
     trainer.train(tiny(steps=6), tmp_path)
     ckpt = tmp_path / "checkpoints"
