@@ -445,10 +445,11 @@ def notes(args, config: config_lib.Config) -> list[str]:
         "memory stats)",
         "tokens/s vs GRU lax.scan = tokens/s / the GRU (lax.scan) row's; loss "
         "first -> last: the training loss of the first and last step run (finite "
-        "checked), a sanity check, not a quality comparison",
+        "checked), a sanity check, not a quality comparison (the few batches "
+        "repeat, so it falls fast)",
         f"load (1 min) = os.getloadavg()[0] after the row; on {os.cpu_count()} "
         "CPU cores shared with other jobs, a load above the core count slows rows "
-        "unevenly and differences under ~1.5x between rows are noise",
+        "unevenly and differences under ~2x between rows are noise",
         "load average (1, 5, 15 min) at the start: "
         + ", ".join(f"{x:.2f}" for x in args.load_start),
     ]
@@ -479,8 +480,8 @@ def main(argv=None):
     args.steps = args.steps or preset["steps"]
     args.warmup = preset["warmup"] if args.warmup is None else args.warmup
     name = args.name or ("train" if args.preset == "demo" else f"train_{args.preset}")
-    command = "python experiments/bench_train.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
+    command = " ".join(
+        ["python experiments/bench_train.py", *(sys.argv[1:] if argv is None else argv)]
     )
     base = config_lib.load_config(DEMO_CONFIG, preset["variant"])
     base = config_lib.apply_overrides(base, args.set)
