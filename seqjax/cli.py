@@ -5,7 +5,7 @@
 * ``seqjax eval --workdir DIR [--best]``: evaluates the latest (or best) checkpoint.
 * ``seqjax generate --workdir DIR --prompt TEXT``: samples from a language model.
 * ``seqjax plot --workdir DIR``: writes loss-curve PNGs from ``DIR/metrics.jsonl``.
-* ``seqjax bench scan|newton|mixers [options]``: runs a benchmark script from
+* ``seqjax bench scan|newton|mixers|train [options]``: runs a benchmark script from
   ``experiments/`` in a source checkout.
 """
 
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "scan": "bench_linear_scan.py",
     "newton": "bench_newton.py",
     "mixers": "bench_mixers.py",
+    "train": "bench_train.py",
 }
 
 
