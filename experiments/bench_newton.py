@@ -155,6 +155,10 @@ def main(argv=None):
     parser.add_argument(
         "--skip", choices=["convergence", "speed"], nargs="*", default=[]
     )
+    parser.add_argument(
+        "--cells", choices=sorted(CELLS), nargs="+", default=list(CELLS)
+    )
+    parser.add_argument("--name", help="results file stem (default: newton)")
     args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     args.lengths = args.lengths or preset["lengths"]
