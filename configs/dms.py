@@ -24,7 +24,9 @@ performance in memory tasks" (ICLR 2024); the same settings as
   N-DMS reach about N = 90 (UNVERIFIED, secondary source).
 * ``fixed``: no curriculum, one head at N = 16 from the start.
 * ``tiny``: width 64, heads up to N = 8, 10-step epochs measured on their last 5
-  batches, 200 steps: clearly above chance (50 %) in well under a minute on a CPU.
+  batches, constant 3e-3, 200 steps: the curriculum reaches N = 3 with 89-93 %
+  accuracy on the active heads (two seeds) in well under a minute on a CPU (chance
+  50 %).
 """
 
 from seqjax.train.config import (

@@ -19,8 +19,8 @@ Variants (``configs/selective_copying.py:NAME``):
   settings and values are recalled from the paper, not re-checked here
   (UNVERIFIED).
 * ``tiny``: length 32, 4 tokens, vocabulary 8, two one-head GLA layers of width
-  64 with a kernel-4 convolution, 200 steps: ≈70 % token accuracy in under a
-  minute on a CPU (chance 1/6).
+  64 with a kernel-4 convolution, 200 steps at a constant 6e-3: 90-96 % token
+  accuracy in under a minute on a CPU (chance 1/6).
 """
 
 from seqjax.train.config import (
@@ -86,7 +86,9 @@ def get_config(variant: str = "default") -> Config:
                 "num_eval": 512,
             },
         )
-        config.optim = OptimConfig(learning_rate=3e-3, warmup_steps=10)
+        config.optim = OptimConfig(
+            learning_rate=6e-3, schedule="constant", warmup_steps=10
+        )
         config.train.steps = 200
         config.train.log_every = 20
         config.train.eval_every = 100

@@ -402,7 +402,7 @@ def test_tiny_parity_curriculum_advances_and_learns(tmp_path):
     [
         ("dms", 0.7),  # chance 0.5
         ("selective_copying", 0.5),  # chance 1/6
-        ("induction_heads", 0.6),  # chance 1/7
+        ("induction_heads", 0.5),  # chance 1/7
         ("set_disjointness", 0.4),  # chance 1/28; an element of A: 1/4
     ],
 )
