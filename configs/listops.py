@@ -31,8 +31,8 @@ Run:
 
 Variants (``configs/listops.py:tiny``): ``tiny`` trains in well under a minute on a
 laptop CPU: expressions of 11 to 63 tokens (depth ≤ 3, ≤ 5 arguments; 4K/500/500),
-a 2-layer S5 of width 64, 200 steps; it reaches about 30-37% validation accuracy
-(chance 10%).
+a 2-layer S5 of width 64, 200 steps; it reached 37%, 36% and 43% validation
+accuracy with seeds 0, 1 and 2 (chance 10%).
 """
 
 from seqjax.train.config import (

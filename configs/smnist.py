@@ -32,7 +32,8 @@ Run:
 Variants (``configs/smnist.py:tiny``): ``tiny`` trains and validates on the 10,000
 ``t10k`` test images only (9,000 / 1,000; ``splits="t10k"``), so a folder with the
 two ``t10k`` idx files is enough (``SEQJAX_MNIST_DIR=../shared/data/mnist``): a
-2-layer causal S5 of width 32, 100 steps of 32, under a minute on a CPU.
+2-layer causal S5 of width 32, 100 steps of 32, under a minute on a CPU; it reached
+61%, 70% and 61% validation accuracy with seeds 0, 1 and 2 (chance 10%).
 """
 
 from seqjax.train.config import (

@@ -6,20 +6,20 @@ Two tasks are registered with ``seqjax.train.tasks`` when this module is importe
   (input encoder → residual blocks → norm → mean or last pooling over the true
   lengths → linear head). ``data.source`` picks the data:
 
-  ============  ==========================================  =======  =======  ======
-  source        data                                        length   classes  inputs
-  ============  ==========================================  =======  =======  ======
-  ``listops``   generated ListOps (``seqjax.data.listops``)  ≤ 2000   10       tokens
-  ``pathfinder``  generated 32 px Pathfinder                 1024     2        pixels
-  ``pathx``     generated 128 px Path-X                      16384    2        pixels
-  ``text``      IMDB bytes, TFDS ``imdb_reviews``            ≤ 4096   2        tokens
-  ``image``     CIFAR-10 gray, TFDS ``cifar10``              1024     10       pixels
-  ``smnist``    MNIST pixels in scan order (idx or TFDS)     784      10       pixels
-  ``psmnist``   MNIST pixels, one seeded permutation         784      10       pixels
-  ============  ==========================================  =======  =======  ======
+  ==============  ============================================  ======  =======  ======
+  source          data                                          length  classes  inputs
+  ==============  ============================================  ======  =======  ======
+  ``listops``     generated ListOps (``seqjax.data.listops``)   ≤ 2000  10       tokens
+  ``pathfinder``  generated 32 px Pathfinder                    1024    2        pixels
+  ``pathx``       generated 128 px Path-X                       16384   2        pixels
+  ``text``        IMDB bytes, TFDS ``imdb_reviews``             ≤ 4096  2        tokens
+  ``image``       CIFAR-10 gray, TFDS ``cifar10``               1024    10       pixels
+  ``smnist``      MNIST pixels in scan order (idx or TFDS)      784     10       pixels
+  ``psmnist``     MNIST pixels, one seeded permutation          784     10       pixels
+  ==============  ============================================  ======  =======  ======
 
-* ``"retrieval"`` — LRA's byte-level document matching (AAN), with
-  ``seqjax.nn.models.DualEncoder``: both documents through one shared encoder,
+* ``"retrieval"`` (``data.source="aan"``) — LRA's byte-level document matching,
+  with ``seqjax.nn.models.DualEncoder``: both documents through one shared encoder,
   ``[u, v, u ⊙ v, u − v]`` → MLP → 2 classes, read from the release's TSV files in
   ``data.options["data_dir"]`` (streamed, see ``seqjax.data.lra_retrieval``).
 
@@ -70,8 +70,8 @@ ones):
   and validation carved out of the 10,000 test images only — quick offline runs
   with just the ``t10k`` files; never for reported numbers);
 * pixel sources: ``pixel_encoding`` (``"float"`` or ``"tokens"``);
-* ``retrieval``: ``data_dir`` (required: the ``lra_release/tsv_data`` folder),
-  ``text_format`` (``"raw"``, as LRA, or ``"decoded"``).
+* task ``retrieval``: ``data_dir`` (required: the ``lra_release/tsv_data``
+  folder), ``text_format`` (``"raw"``, as LRA, or ``"decoded"``).
 
 Data seeds: generators and held-out splits use ``data.seed``; shuffling uses
 ``data.seed`` too; the training order is then a pure function of the config, and

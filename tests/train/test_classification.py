@@ -449,6 +449,13 @@ def test_psmnist_records_are_permuted_smnist_records():
     np.testing.assert_array_equal(np.sort(permuted), np.sort(scan))
     other = task.records(_psmnist(permutation_seed=1))[0][0]["inputs"][:, 0]
     assert not np.array_equal(other, permuted)
+    # LRA-style pixel tokens: the gray levels themselves, embedded (256 ids).
+    tokens = _psmnist(pixel_encoding="tokens")
+    levels = task.records(tokens)[0][0]["inputs"]
+    assert levels.dtype == np.int32 and levels.shape == (784,)
+    np.testing.assert_allclose(levels / 255.0, permuted, rtol=1e-6)
+    assert classification.source_spec(tokens).vocab_size == 256
+    assert classification.source_spec(config).input_features == 1
 
 
 @needs_mnist
@@ -464,43 +471,46 @@ def test_listops_tiny_preset_learns(tmp_path):
     config = load("listops", options={"cache_dir": str(tmp_path)})
     result = run(config, tmp_path / "run")
     # Chance is 10% (the most frequent class of this split: about 12%); the preset
-    # reached 30-37% on three seeds.
-    assert result["eval/accuracy"] >= 0.2, result
+    # reached 37%, 36% and 43% with seeds 0, 1 and 2.
+    assert result["eval/accuracy"] >= 0.25, result
 
 
 @needs_mnist
 def test_smnist_tiny_preset_learns(tmp_path):
     config = load("smnist", options={"mnist_dir": str(MNIST_DIR)})
     result = run(config, tmp_path / "run")
-    # Chance is 10%; the preset reached 50-70% on three seeds.
-    assert result["eval/accuracy"] >= 0.3, result
+    # Chance is 10%; the preset reached 61%, 70% and 61% with seeds 0, 1 and 2.
+    assert result["eval/accuracy"] >= 0.4, result
 
 
 @needs_mnist
 @pytest.mark.slow
 def test_psmnist_tiny_preset_learns(tmp_path):
     config = load("psmnist", options={"mnist_dir": str(MNIST_DIR)})
+    # Chance is 10%; the preset reached 30% and 36% with seeds 0 and 1.
     assert run(config, tmp_path / "run")["eval/accuracy"] >= 0.2
 
 
 @pytest.mark.slow
 def test_pathfinder_tiny_preset_learns(tmp_path):
     config = load("pathfinder", options={"cache_dir": str(tmp_path)})
-    assert run(config, tmp_path / "run")["eval/accuracy"] >= 0.6
+    # Chance is 50% (balanced); 500 validation images; the preset reached 74% and,
+    # with another training seed, 62%.
+    assert run(config, tmp_path / "run")["eval/accuracy"] >= 0.58
 
 
 @pytest.mark.slow
 def test_image_tiny_preset_learns_on_mock_tfds(tmp_path):
     with tfds.testing.mock_data(as_data_source_fn=_cifar_source):
         result = run(load("image"), tmp_path / "run")
-    assert result["eval/accuracy"] >= 0.3
+    assert result["eval/accuracy"] >= 0.9  # chance 10%; it reaches 100%
 
 
 @pytest.mark.slow
 def test_text_tiny_preset_learns_on_mock_tfds(tmp_path):
     with tfds.testing.mock_data(as_data_source_fn=_imdb_source):
         result = run(load("text"), tmp_path / "run")
-    assert result["eval/accuracy"] >= 0.75
+    assert result["eval/accuracy"] >= 0.9  # chance 50%; it reaches 100%
 
 
 @pytest.mark.slow
@@ -508,4 +518,4 @@ def test_retrieval_tiny_preset_learns_on_a_generated_tsv(tmp_path):
     folder = write_aan(tmp_path, pairs=(4000, 512, 16))
     options = {"data_dir": str(folder), "cache_dir": str(tmp_path)}
     result = run(load("retrieval", options=options), tmp_path / "run")
-    assert result["eval/accuracy"] >= 0.65
+    assert result["eval/accuracy"] >= 0.9  # chance 50%; it reaches 100%
