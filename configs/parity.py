@@ -22,7 +22,7 @@ performance in memory tasks" (ICLR 2024):
   paper's multi-head reach — every N up to the 100 allocated heads for its leaky RNNs,
   and for GRU/LSTM a curriculum that "significantly improves" the largest N
   learnt (from the paper's abstract and results; reach numbers are from secondary
-  summaries, UNVERIFIED, see ``/work/shared/notes/continual_and_memory.md`` §2.3).
+  summaries, UNVERIFIED).
   The paper's own leaky RNN (trainable per-unit timescales, SGD 0.05 with momentum)
   is not a seqjax mixer; use ``model.mixer`` to compare others.
 * ``single``: the single-head curriculum (``[2] → [3] → …``). Target: the paper's

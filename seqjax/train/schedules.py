@@ -433,8 +433,8 @@ def infinite(
 
     - The four phases and their order (warmup → cooldown to a constant →
       constant → short annealing to a floor, with no re-warming on new data)
-      match the abstract of Ibrahim et al. and the shared notes
-      (``shared/notes/continual_and_memory.md`` §1.1).
+      match the abstract of Ibrahim et al. and a secondary summary of the
+      paper.
     - The cooldown forms (``inv_sqrt`` with ``g(s) = 1/√(1 + α s) - 1``
       normalised by ``g(1)``; ``cosine``; ``linear``) and the exponential
       annealing ``η_c·exp(-ln(η_c/η_min)·u/N)`` were checked line by line
