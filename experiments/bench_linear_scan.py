@@ -78,6 +78,8 @@ def run(args) -> list[list[object]]:
         "the bandwidth of a jitted copy (x * 2) of as many bytes as a and b, same run",
         "temp mem = XLA's peak temporary allocation (compiled.memory_analysis())",
         "`auto` is measured as its own call; the arrow shows the method it resolves to",
+        "the methods of one configuration are timed in turns (round robin), so that "
+        "their ratios share the machine's conditions",
     ]
     command = "python experiments/bench_linear_scan.py " + " ".join(sys.argv[1:])
     budget = args.max_gb * 2**30
@@ -98,30 +100,36 @@ def run(args) -> list[list[object]]:
                 if nbytes not in copy_cache:
                     copy_cache[nbytes] = benchlib.copy_seconds(nbytes)
                 copy_bw = 2 * nbytes / copy_cache[nbytes]
-                base = None
+                labels, fwds, boths = {}, {}, {}
                 for method in args.methods:
-                    label = method
+                    labels[method] = method
                     if method == "auto":
                         resolved = methods.resolve(
                             methods.ScanMethod.AUTO, length=length,
                             step_elements=a[0].size, matrix=matrix,
                         )  # fmt: skip
-                        label = f"auto (→ {resolved.value})"
-                    fwd = lambda a, b, m=method: linear_scan(a, b, method=m)
+                        labels[method] = f"auto (→ {resolved.value})"
+                    fwds[method] = lambda a, b, m=method: linear_scan(a, b, method=m)
 
                     def loss(a, b, m=method):
                         return jnp.sum(jnp.real(linear_scan(a, b, method=m)))
 
-                    both = jax.grad(loss, argnums=(0, 1))
-                    mf = benchlib.measure(fwd, a, b, min_time=args.min_time)
-                    mb = benchlib.measure(both, a, b, min_time=args.min_time)
-                    if method == "sequential":
-                        base = (mf.median_s, mb.median_s)
-                    speed_f = f"{base[0] / mf.median_s:.2f}x" if base else "n/a"
-                    speed_b = f"{base[1] / mb.median_s:.2f}x" if base else "n/a"
+                    boths[method] = jax.grad(loss, argnums=(0, 1))
+                # Methods are timed in turns, so their ratios share the same conditions.
+                mfs = benchlib.measure_interleaved(fwds, a, b, min_time=args.min_time)
+                mbs = benchlib.measure_interleaved(boths, a, b, min_time=args.min_time)
+                base = mfs.get("sequential"), mbs.get("sequential")
+                for method in args.methods:
+                    mf, mb = mfs[method], mbs[method]
+                    speed_f = (
+                        f"{base[0].median_s / mf.median_s:.2f}x" if base[0] else "n/a"
+                    )
+                    speed_b = (
+                        f"{base[1].median_s / mb.median_s:.2f}x" if base[1] else "n/a"
+                    )
                     frac = (io_bytes / mf.median_s) / copy_bw
                     row = [
-                        length, width, structure, label,
+                        length, width, structure, labels[method],
                         benchlib.fmt_seconds(mf.median_s),
                         benchlib.fmt_seconds(mb.median_s),
                         benchlib.fmt_seconds(mf.compile_s),
@@ -132,9 +140,9 @@ def run(args) -> list[list[object]]:
                     ]  # fmt: skip
                     rows.append(row)
                     print(" | ".join(str(c) for c in row), flush=True)
-                    path = benchlib.write_table(
-                        args.name, "linear_scan benchmark", header, rows, notes, command
-                    )
+                path = benchlib.write_table(
+                    args.name, "linear_scan benchmark", header, rows, notes, command
+                )
                 del a, b
     print(f"\nwrote {path} in {time.perf_counter() - start:.0f} s")
     return rows

@@ -18,6 +18,7 @@ Run: ``python experiments/bench_newton.py`` (``--preset demo`` for a small CPU r
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 
@@ -107,20 +108,34 @@ def speed_rows(args):
                 sequential = make_layer(name, hidden, "sequential")
                 x = jax.random.normal(jax.random.key(2), (BATCH, length, hidden))
                 w = jax.random.normal(jax.random.key(3), (BATCH, length, hidden))
-                results = {}
+                graphs, state = {}, None
                 for label, layer in (("newton", newton), ("lax.scan", sequential)):
-                    graph, state = nnx.split(layer)
-                    fwd = lambda s, x, g=graph: nnx.merge(g, s)(x)
+                    graphs[label], state = nnx.split(layer)  # same parameters
+                fwds = {
+                    label: lambda s, x, g=g: nnx.merge(g, s)(x)
+                    for label, g in graphs.items()
+                }
 
-                    def loss(s, x, g=graph, w=w):
-                        return jnp.sum(nnx.merge(g, s)(x) * w)
+                def loss(s, x, g, w=w):
+                    return jnp.sum(nnx.merge(g, s)(x) * w)
 
-                    both = jax.grad(loss, argnums=(0, 1))
-                    mf = benchlib.measure(fwd, state, x, min_time=args.min_time)
-                    mb = benchlib.measure(both, state, x, min_time=args.min_time)
-                    out = jax.jit(fwd)(state, x)
-                    grads = jax.jit(both)(state, x)
-                    results[label] = (mf, mb, out, grads)
+                boths = {
+                    label: jax.grad(functools.partial(loss, g=g), argnums=(0, 1))
+                    for label, g in graphs.items()
+                }
+                # Newton and lax.scan are timed in turns: their ratio shares the
+                # machine's conditions.
+                mfs = benchlib.measure_interleaved(
+                    fwds, state, x, min_time=args.min_time
+                )
+                mbs = benchlib.measure_interleaved(
+                    boths, state, x, min_time=args.min_time
+                )
+                results = {
+                    label: (mfs[label], mbs[label], jax.jit(fwds[label])(state, x),
+                            jax.jit(boths[label])(state, x))
+                    for label in graphs
+                }  # fmt: skip
                 n, s = results["newton"], results["lax.scan"]
                 out_err = float(jnp.max(jnp.abs(n[2] - s[2])))
                 gn = jax.tree.leaves(n[3])

@@ -81,6 +81,44 @@ def measure(
     return Measurement(compile_s, statistics.median(times), len(times), temp)
 
 
+def measure_interleaved(
+    fns: dict[str, Callable], *args, min_time: float = 0.2, max_repeats: int = 50
+) -> dict[str, Measurement]:
+    """Like ``measure`` for several functions of the same arguments, timed in turns.
+
+    All are compiled and warmed up first; then each round calls every function once,
+    until each has run ``min_time`` seconds (at least 5 rounds). Slow drifts of the
+    machine (other processes, frequency changes) then affect all of them alike, which
+    makes their ratios trustworthy even when the absolute times are noisy.
+    """
+    compiled, compile_s = {}, {}
+    for name, fn in fns.items():
+        start = time.perf_counter()
+        compiled[name] = jax.jit(fn).lower(*args).compile()
+        compile_s[name] = time.perf_counter() - start
+        jax.block_until_ready(compiled[name](*args))  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    rounds = 0
+    while rounds < 5 or (
+        min(sum(t) for t in times.values()) < min_time and rounds < max_repeats
+    ):
+        for name, c in compiled.items():
+            start = time.perf_counter()
+            jax.block_until_ready(c(*args))
+            times[name].append(time.perf_counter() - start)
+        rounds += 1
+    out = {}
+    for name, c in compiled.items():
+        try:
+            temp = c.memory_analysis().temp_size_in_bytes
+        except Exception:  # noqa: BLE001 - some backends have no memory analysis.
+            temp = None
+        out[name] = Measurement(
+            compile_s[name], statistics.median(times[name]), rounds, temp
+        )
+    return out
+
+
 def copy_seconds(nbytes: int, repeats: int = 10) -> float:
     """Median time of a jitted elementwise copy (``x * 2``) of ``nbytes`` of float32.
 
