@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from jax.experimental import checkify
 
-from seqjax.scan import NewtonConvergenceError, newton_scan
+from seqjax.scan import LevenbergMarquardt, NewtonConvergenceError, newton_scan
 
 
 def lax_reference(step, h0, xs):
@@ -296,6 +296,9 @@ def test_auto_uses_declared_structure():
     [
         dict(init="zeros"),
         dict(damping=0.5, max_iters=60),
+        dict(damping="levenberg-marquardt"),
+        dict(damping=LevenbergMarquardt(lam=0.5, adaptive=False), max_iters=60),
+        dict(damping=LevenbergMarquardt(lam=2.0), method="associative"),
         dict(window=7),
         dict(window=64),
         dict(method="associative"),
@@ -316,6 +319,69 @@ def test_options_give_the_same_answer(options):
     )
     want = jax.grad(lambda xs: jnp.sum(lax_reference(step, h0, xs) ** 2))(xs)
     np.testing.assert_allclose(grad, want, rtol=1e-3, atol=1e-4)
+
+
+def _sine_rnn(gain, length, seed=30):
+    """``h' = sin(W h + x)`` with ``|W|_2 = gain``: unsaturating, so Jacobian
+    products grow like ``gain ** T`` in plain Newton steps when ``gain > 1``."""
+    d = 8
+    w = jax.random.normal(jax.random.key(seed), (d, d))
+    w = gain * w / jnp.linalg.norm(w, 2)
+    step = lambda h, x: jnp.sin(w @ h + x)
+    xs = jax.random.normal(jax.random.key(seed + 1), (length, d))
+    return step, jnp.zeros(d), xs
+
+
+def _squared_residual(step, h0, xs, hs):
+    prev = jnp.concatenate([h0[None], hs[:-1]])
+    return float(jnp.sum((jax.vmap(step)(prev, xs) - hs) ** 2))
+
+
+def test_levenberg_marquardt_stays_finite_where_newton_overflows():
+    step, h0, xs = _sine_rnn(gain=4.0, length=300)
+    options = dict(jacobian="dense", max_iters=40, on_failure="ignore")
+    hs, info = newton_scan(step, h0, xs, **options)
+    assert not bool(info.converged) and not bool(jnp.all(jnp.isfinite(hs)))
+
+    guess, _ = newton_scan(step, h0, xs, **{**options, "max_iters": 0})
+    damped = dict(options, damping="levenberg-marquardt")
+    hs, info = newton_scan(step, h0, xs, **damped)
+    assert bool(jnp.all(jnp.isfinite(hs))) and np.isfinite(float(info.residual))
+    # Marquardt's rule only takes steps that lower the squared residual.
+    assert _squared_residual(step, h0, xs, hs) < 0.5 * _squared_residual(
+        step, h0, xs, guess
+    )
+    # The fallback still makes the answer exact.
+    hs, info = newton_scan(step, h0, xs, **{**damped, "on_failure": "fallback"})
+    assert bool(info.fell_back)
+    np.testing.assert_allclose(hs, lax_reference(step, h0, xs), atol=1e-6)
+
+
+def test_levenberg_marquardt_per_sequence_under_jit():
+    """A calm and a near-critical sequence in one batch each converge on their own."""
+    unit, _, xs = _sine_rnn(gain=1.0, length=400)
+    step = lambda h, gx: unit(gx[0] * h, gx[1])  # sin(g W h + x), gain g per step
+    gains = jnp.broadcast_to(jnp.array([[0.5], [2.0]]), (2, 400))
+    xs = (gains, jnp.stack([xs, xs]))
+    solve = jax.jit(
+        lambda xs: newton_scan(
+            step,
+            jnp.zeros((2, 8)),
+            xs,
+            axis=1,
+            batch_ndim=1,
+            jacobian="dense",
+            max_iters=60,
+            damping=LevenbergMarquardt(),
+            on_failure="ignore",
+        )
+    )
+    hs, info = solve(xs)
+    assert info.converged.tolist() == [True, True]
+    assert int(info.iterations[0]) < int(info.iterations[1])
+    for b in range(2):
+        want = lax_reference(step, jnp.zeros(8), (xs[0][b], xs[1][b]))
+        np.testing.assert_allclose(hs[b], want, atol=2e-5)
 
 
 def test_given_initial_guess():
@@ -377,6 +443,23 @@ def test_float64():
         ),
         (dict(max_iters=-1), ValueError, r"max_iters must be an int >= 0"),
         (dict(damping=0.0), ValueError, r"damping must be in \(0, 1\]"),
+        (dict(damping="lm"), ValueError, r"unknown damping='lm'"),
+        (dict(damping=True), TypeError, r"damping must be None"),
+        (
+            dict(damping=LevenbergMarquardt(lam=0.0)),
+            ValueError,
+            r"lam must be finite and > 0",
+        ),
+        (
+            dict(damping=LevenbergMarquardt(shrink=1.5)),
+            ValueError,
+            r"shrink must be in \(0, 1\]",
+        ),
+        (
+            dict(damping=LevenbergMarquardt(grow=0.5)),
+            ValueError,
+            r"grow must be finite and >= 1",
+        ),
         (dict(window=0), ValueError, r"window must be a positive int"),
         (dict(init="ones"), ValueError, r"init must be 'step', 'zeros'"),
         (dict(axis=3), ValueError, r"axis=3 is out of range"),
