@@ -5,8 +5,8 @@
 * ``seqjax eval --workdir DIR [--best]``: evaluates the latest (or best) checkpoint.
 * ``seqjax generate --workdir DIR --prompt TEXT``: samples from a language model.
 * ``seqjax plot --workdir DIR``: writes loss-curve PNGs from ``DIR/metrics.jsonl``.
-* ``seqjax bench scan|newton|mixers|train [options]``: runs a benchmark script from
-  ``experiments/`` in a source checkout.
+* ``seqjax bench scan|newton|damping|mixers|train [options]``: runs a benchmark
+  script from ``experiments/`` in a source checkout.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 BENCHMARKS = {
     "scan": "bench_linear_scan.py",
     "newton": "bench_newton.py",
+    "damping": "bench_damping.py",
     "mixers": "bench_mixers.py",
     "train": "bench_train.py",
 }

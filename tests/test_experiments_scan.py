@@ -1,4 +1,5 @@
-"""Smoke tests of ``experiments/bench_linear_scan.py`` and ``bench_newton.py``."""
+"""Smoke tests of ``experiments/bench_linear_scan.py``, ``bench_newton.py`` and
+``bench_damping.py``."""
 
 from __future__ import annotations
 
@@ -49,3 +50,17 @@ def test_bench_newton(tmp_path, monkeypatch):
     assert "## Convergence at initialisation" in text
     conv = [line for line in text.splitlines() if line.startswith("| ParaGRU | 8 | 32")]
     assert conv and conv[0].split("|")[-2].strip() != "never"
+
+
+def test_bench_damping(tmp_path, monkeypatch):
+    bench = _bench("bench_damping", tmp_path, monkeypatch)
+    monkeypatch.setattr(bench, "GAINS", (0.5, 3.0))
+    bench.main(["--length", "24", "--max-iters", "30", "--min-time", "0"])
+    header, *rows = _rows(tmp_path, "damping")
+    assert header[:5] == ["cell", "gain", "damping", "mean iterations", "converged"]
+    assert len(rows) == len(bench.CELLS) * len(bench.DAMPINGS) * 2
+    calm = {r[2]: r for r in rows if r[0] == "tanh" and r[1] == "0.5"}
+    # A calm recurrence converges with every damping; Newton within a few steps.
+    assert all(r[4] == f"{bench.BATCH}/{bench.BATCH}" for r in calm.values())
+    assert float(calm["none (Newton)"][3]) <= 4
+    assert next(tmp_path.glob("damping_*.png")).stat().st_size > 0
