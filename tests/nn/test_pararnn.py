@@ -77,9 +77,18 @@ def test_paralstm_matches_equations():
     np.testing.assert_allclose(layer(x), lstm_reference(layer.cell, x), atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"on_failure": "ignore"},
+        {"damping": "levenberg-marquardt", "on_failure": "ignore"},
+    ],
+    ids=["plain", "levenberg-marquardt"],
+)
 @pytest.mark.parametrize("name", list(LAYERS))
-def test_newton_equals_sequential_values_and_gradients(name):
-    newton = _make(name, "newton")
+def test_newton_equals_sequential_values_and_gradients(name, options):
+    # on_failure="ignore": a solve that failed would show, not fall back.
+    newton = _make(name, "newton", newton_options=options)
     sequential = _make(name, "sequential")
     x = _x((2, 64, 8))
     np.testing.assert_allclose(newton(x), sequential(x), atol=1e-5)
