@@ -134,11 +134,13 @@ def trust_region_step(
     return jnp.moveaxis(step, 0, axis)
 
 
-def _inverse(a: jnp.ndarray, matrix: bool) -> jnp.ndarray:
+def _inverse(a: jnp.ndarray, matrix: bool, spd: bool = False) -> jnp.ndarray:
     """``a^{-1}``: elementwise, or of the matrices on the last two axes.
 
     1x1 and 2x2 matrices (ParaLSTM's blocks) use the closed form, which fuses with
-    the surrounding arithmetic where a LAPACK call would not.
+    the surrounding arithmetic where a LAPACK call would not. ``spd``: ``a`` is
+    symmetric positive definite, so a Cholesky solve does (about 2x faster on CPU
+    than a general inverse).
     """
     if not matrix or a.shape[-1] == 1:
         return 1.0 / a
@@ -146,6 +148,10 @@ def _inverse(a: jnp.ndarray, matrix: bool) -> jnp.ndarray:
         p, q, s, t = a[..., 0, 0], a[..., 0, 1], a[..., 1, 0], a[..., 1, 1]
         adjugate = jnp.stack([jnp.stack([t, -q], -1), jnp.stack([-s, p], -1)], -2)
         return adjugate / (p * t - q * s)[..., None, None]
+    if spd:
+        factor = jnp.linalg.cholesky(a)
+        eye = jnp.broadcast_to(jnp.eye(a.shape[-1], dtype=a.dtype), a.shape)
+        return jax.scipy.linalg.cho_solve((factor, True), eye)
     return jnp.linalg.inv(a)
 
 
@@ -208,7 +214,7 @@ def _filter_sequential(jac, r, lam_v, matrix):
         j, r_t = inputs
         predicted = compose(compose(j, cov, matrix), transpose(j, matrix), matrix)
         predicted = predicted + eye
-        shrink = _inverse(eye + lam * predicted, matrix)
+        shrink = _inverse(eye + lam * predicted, matrix, spd=True)
         mean = apply(shrink, apply(j, mean, matrix) + r_t, matrix)
         cov = compose(shrink, predicted, matrix)
         return (mean, cov), (mean, cov)
@@ -224,7 +230,9 @@ def _smooth(jac, r, means, covs, matrix, method):
     predicted_cov = compose(compose(nxt, covs[:-1], matrix), nxt_t, matrix)
     predicted_cov = predicted_cov + _identity(predicted_cov, matrix)
     gain = compose(
-        compose(covs[:-1], nxt_t, matrix), _inverse(predicted_cov, matrix), matrix
+        compose(covs[:-1], nxt_t, matrix),
+        _inverse(predicted_cov, matrix, spd=True),
+        matrix,
     )
     predicted = apply(nxt, means[:-1], matrix) + r[1:]
     offset = means[:-1] - apply(gain, predicted, matrix)
