@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The GPU session's one prepared run: GPU correctness tests, then the benchmarks, each
-# bounded in time, writing tables straight into $OUT (SEQJAX_RESULTS_DIR).
+# The next GPU session's one prepared run (about 8 minutes): GPU checks of the
+# Levenberg-Marquardt solver, then the benchmark rows still missing on GPU, each bounded
+# in time and writing its table straight into $OUT (SEQJAX_RESULTS_DIR).
+# Already committed from an H200: linear_scan (up to 128K x 256), the chunk sweep, and
+# the ParaGRU Newton rows.
 # Usage on the device machine, from the repository root:  bash experiments/gpu_run.sh
 set -u
 export PYTHONPATH=. PYTHONUNBUFFERED=1 SEQJAX_RESULTS_DIR="${OUT:-/tmp/seqjax_out}"
@@ -20,14 +23,15 @@ part() {  # part SECONDS NAME COMMAND...
   echo "=== $name: exit ${PIPESTATUS[0]} after $(( $(date +%s) - t0 ))s ===" | tee -a "$log"
 }
 
-part 100 "tests (GPU)" $py -m pytest -q -x -p no:cacheprovider tests/scan \
-  -k "(values_and_gradients and float32 and fwd-h0) or (match_lax_scan and 300 and (diagonal or block_pair)) or long_sequence or chaotic_fallback"
-part 45 "newton key row" $py experiments/bench_newton.py --skip convergence \
-  --hiddens 256 --lengths 8192 --min-time 0.1
-cp "$SEQJAX_RESULTS_DIR"/newton_*.md "$SEQJAX_RESULTS_DIR/newton_key_row.md" 2>/dev/null
-part 40 "chunk sweep" $py experiments/bench_linear_scan.py --lengths 16384 131072 \
-  --widths 1024 --chunk-sweep 8 16 32 64 128 256 512 --min-time 0.05
-part 190 "linear_scan full" $py experiments/bench_linear_scan.py --preset full \
-  --max-gb 40 --min-time 0.1
-part 150 "newton speed" $py experiments/bench_newton.py --skip convergence --min-time 0.1
+part 80 "tests (GPU): trust region and damped Newton" $py -m pytest -q -p no:cacheprovider \
+  tests/scan/test_trust_region.py tests/scan/test_newton.py \
+  -k "(matches_dense and associative and 32) or levenberg or zero_lambda"
+part 70 "damping" $py experiments/bench_damping.py --length 1024 --min-time 0.05
+part 75 "newton ParaLSTM" $py experiments/bench_newton.py --skip convergence \
+  --cells ParaLSTM --min-time 0.05 --name newton_lstm
+part 70 "linear_scan 128K x 1024" $py experiments/bench_linear_scan.py --lengths 131072 \
+  --widths 1024 --structures elementwise complex --methods sequential associative auto \
+  --max-gb 40 --min-time 0.05 --name linear_scan_128k
+part 100 "mixers" $py experiments/bench_mixers.py --preset demo --min-time 0.05
+part 100 "train" $py experiments/bench_train.py --data synthetic
 ls -la "$SEQJAX_RESULTS_DIR" | tee -a "$log"
