@@ -86,7 +86,7 @@ class LevenbergMarquardt(NamedTuple):
     large :math:`\\lambda`. Each iteration costs a filter scan and a smoother scan where
     plain Newton needs one scan.
 
-    What it buys (``experiments/bench_newton.py``, damping table): iterates stay
+    What it buys (``experiments/bench_damping.py``): iterates stay
     finite where products of Jacobians with norm above 1 overflow plain Newton's
     steps, and near the edge of stability it can take fewer iterations. It does
     not make chaotic recurrences converge quickly: there every parallel method
