@@ -109,6 +109,8 @@ def parallel_method(mixer: nnx.Module) -> str:
         resolved = mixer.resolved_method()
         label = "lax.scan" if resolved == "sequential" else resolved
         return f"{mixer.method}→{label}" if mixer.method == "auto" else label
+    if getattr(mixer, "mode", "recurrence") != "recurrence":  # S4D's kernel form
+        return "FFT convolution (Vandermonde kernel)"
     if isinstance(getattr(mixer, "method", None), str):  # LRU, S4D, S5, RG-LRU
         return f"linear_scan {scan_auto(mixer.method)}"
     if hasattr(mixer, "intra_chunk"):  # Mamba's selective scan

@@ -108,3 +108,24 @@ def test_initialisation_bounds():
 
 def test_bfloat16():
     checks.assert_bfloat16_close(make, checks.random_inputs((2, 6, C)))
+
+
+@pytest.mark.parametrize("time, length", [(1, 1), (7, 7), (9, 3), (64, 64), (33, 17)])
+def test_fft_causal_conv_matches_direct_sum(time, length):
+    x = checks.random_inputs((2, time, C))
+    k = checks.random_inputs((1, length, C), seed=4)[0]
+    want = np.zeros((2, time, C))
+    xn, kn = np.asarray(x, np.float64), np.asarray(k, np.float64)
+    for t in range(time):
+        for j in range(min(t + 1, length)):
+            want[:, t] += kn[j] * xn[:, t - j]
+    got = conv.fft_causal_conv(x, k)
+    assert got.shape == x.shape and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fft_causal_conv_bad_shapes():
+    with pytest.raises(ValueError, match="need x"):
+        conv.fft_causal_conv(jnp.ones((2, 5)), jnp.ones((5, 2)))
+    with pytest.raises(ValueError, match="kernel length 6"):
+        conv.fft_causal_conv(jnp.ones((1, 5, 2)), jnp.ones((6, 2)))

@@ -87,15 +87,63 @@ def test_resets_match_segments():
     )
 
 
+@pytest.mark.parametrize("mode", ["convolution", "recurrence"])
 @pytest.mark.parametrize("discretization", ["zoh", "bilinear"])
-def test_values_and_param_grads_match_reference(discretization):
+def test_values_and_param_grads_match_reference(discretization, mode):
+    layer = make(
+        init="inv", discretization=discretization, mode=mode, dt_min=0.05, dt_max=0.5
+    )
+    x = checks.random_inputs((2, 7, H))
+    checks.assert_grads_match_reference(layer, x, reference)
+
+
+@pytest.mark.parametrize("discretization", ["zoh", "bilinear"])
+def test_resets_match_reference(discretization):
+    """Row 0 is packed (resets, so the recurrence); row 1 is one plain sequence."""
     layer = make(init="inv", discretization=discretization, dt_min=0.05, dt_max=0.5)
     x = checks.random_inputs((2, 7, H))
-    if discretization == "zoh":
-        checks.assert_grads_match_reference(layer, x, reference)
-    else:  # Row 0 is packed (resets); row 1 is one plain sequence.
-        ids = checks.packed_segment_ids([[2, 5], [7]])
-        checks.assert_grads_match_reference(layer, x, reference, segment_ids=ids)
+    ids = checks.packed_segment_ids([[2, 5], [7]])
+    checks.assert_grads_match_reference(layer, x, reference, segment_ids=ids)
+
+
+@pytest.mark.parametrize("length", [1, 2, 37, 300])
+@pytest.mark.parametrize(
+    "init, discretization", [("lin", "zoh"), ("inv", "bilinear"), ("real", "zoh")]
+)
+def test_convolution_equals_recurrence(init, discretization, length):
+    """The FFT kernel form and the linear_scan form: same outputs and input grads."""
+    layers = {
+        mode: s4d.S4D(
+            8,
+            state_size=16,
+            init=init,
+            discretization=discretization,
+            mode=mode,
+            rngs=nnx.Rngs(3),
+        )  # fmt: skip
+        for mode in ("convolution", "recurrence")
+    }
+    x = checks.random_inputs((2, length, 8))
+    out = {m: layer(x) for m, layer in layers.items()}
+    scale = float(jnp.max(jnp.abs(out["recurrence"])))
+    np.testing.assert_allclose(
+        out["convolution"], out["recurrence"], atol=2e-6 * scale * math.sqrt(length)
+    )
+    grads = {
+        m: jax.grad(lambda x, layer=layer: jnp.sum(jnp.sin(layer(x))))(x)
+        for m, layer in layers.items()
+    }
+    np.testing.assert_allclose(
+        grads["convolution"], grads["recurrence"], rtol=1e-4, atol=1e-4
+    )
+
+
+def test_kernel_is_the_impulse_response():
+    """``K_l`` is the output at step l of the recurrence fed a unit impulse."""
+    layer = make(init="lin", mode="recurrence", dt_min=0.05, dt_max=0.5)
+    impulse = jnp.zeros((1, 12, H)).at[0, 0].set(1.0)
+    response = layer(impulse)[0] - layer.D[...] * impulse[0]
+    np.testing.assert_allclose(layer.kernel(12), response, rtol=1e-5, atol=1e-6)
 
 
 def test_zoh_matches_matrix_exponential():
@@ -131,6 +179,11 @@ def test_bad_shapes_and_hyperparameters():
         make(discretization="euler")
     with pytest.raises(ValueError, match="dt_min"):
         make(dt_min=0.2, dt_max=0.1)
+    with pytest.raises(ValueError, match="mode='fft'"):
+        make(mode="fft")
+    x = checks.random_inputs((2, 6, H))
+    with pytest.raises(ValueError, match="cannot restart the state at segment_ids"):
+        make(mode="convolution")(x, segment_ids=jnp.zeros((2, 6), jnp.int32))
 
 
 def test_bfloat16_close_to_float32():
