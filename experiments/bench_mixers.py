@@ -48,8 +48,8 @@ from seqjax.scan import methods
 
 VOCAB = 256  # bytes
 # Training batches hold ``tokens`` tokens: batch = tokens // T (the full preset: batch
-# 8 at T = 512, batch 2 at T = 2048). Batch 8 at T = 2048 would need ~22 GiB of XLA
-# temporaries for S4D, more than the shared 23 GiB CPU machine the table ran on.
+# 8 at T = 512, batch 2 at T = 2048), which keeps every mixer's temporaries within a
+# shared 23 GiB CPU machine (S4D's recurrence, used with segment_ids, holds all states).
 PRESETS = {
     "demo": dict(
         width=64, depth=2, lengths=[256], tokens=1024, decode_batch=4, decode_tokens=64
