@@ -42,7 +42,7 @@ try:
 except ImportError:  # run as a script: python experiments/bench_mixers.py
     import benchlib
 
-from seqjax.nn import registry
+from seqjax.nn import registry, selective_scan
 from seqjax.nn.models import LanguageModel
 from seqjax.scan import methods
 
@@ -115,7 +115,8 @@ def parallel_method(mixer: nnx.Module) -> str:
         return f"linear_scan {scan_auto(mixer.method)}"
     if hasattr(mixer, "intra_chunk"):  # Mamba's selective scan
         inner = mixer.intra_chunk
-        inner = "auto→scan" if inner == "auto" else inner
+        if inner == "auto":
+            inner = f"auto→{selective_scan.resolve(inner)}"
         return (
             f"selective scan, chunks of {mixer.chunk_size} ({inner} inside, "
             "lax.scan across)"

@@ -13,8 +13,7 @@ chunk, ``[batch, d, n]``, is kept. The chunks are visited in order with
 (``jax.checkpoint``), so training memory is ``O(batch·time·d + batch·(time/L)·d·n)``
 plus the working set of the one chunk being processed.
 
-Inside a chunk all ``L`` steps are evaluated in parallel, in one of two ways
-(``intra_chunk``):
+Inside a chunk the ``L`` steps are evaluated in one of three ways (``intra_chunk``):
 
 * ``"scan"``: the chunk's transitions ``exp(Δ_t A)`` and inputs are composed with a
   parallel prefix scan (``jax.lax.associative_scan``) into the chunk's ``[b, L, d,
@@ -31,7 +30,11 @@ Inside a chunk all ``L`` steps are evaluated in parallel, in one of two ways
   ``(d, n)`` the decay tensor is ``[b, L, L, d, n]``: working set ``O(batch·L²·d·n)``
   and ``L`` times the arithmetic.
 
-Both only exponentiate ``A Λ <= 0``: no exponential of a large positive number is
+* ``"sequential"``: one step at a time with ``jax.lax.scan``; only the running
+  ``[b, d, n]`` state is live. No parallelism inside the chunk, and the least work.
+
+``"auto"`` picks ``"sequential"`` on CPU and ``"scan"`` elsewhere (``resolve``).
+All three only exponentiate ``A Λ <= 0``: no exponential of a large positive number is
 taken, and a large step ``Δ`` underflows to a zero transition instead of overflowing.
 
 References: Gu & Dao, "Mamba: Linear-Time Sequence Modeling with Selective State
@@ -48,7 +51,7 @@ import jax
 import jax.numpy as jnp
 
 DEFAULT_CHUNK_SIZE = 32
-INTRA_CHUNK = ("auto", "scan", "quadratic")
+INTRA_CHUNK = ("auto", "scan", "quadratic", "sequential")
 
 
 def selective_scan(
@@ -90,10 +93,8 @@ def selective_scan(
         ``seqjax.nn.segments.segment_starts``).
       h0: optional ``[batch, d, n]`` initial state (zeros if ``None``).
       chunk_size: steps per chunk ``L``.
-      intra_chunk: how a chunk is evaluated: ``"scan"``, ``"quadratic"`` (see the
-        module docstring) or ``"auto"``, which picks ``"scan"``: on CPU it measured
-        several times faster than ``"quadratic"`` at ``L >= 16`` and its working
-        set is ``L`` times smaller (not yet measured on GPU).
+      intra_chunk: how a chunk is evaluated: ``"scan"``, ``"quadratic"``,
+        ``"sequential"`` (see the module docstring) or ``"auto"`` (``resolve``).
       return_final_state: also return the last state ``h_{T-1}``.
 
     Returns:
@@ -158,7 +159,11 @@ def selective_scan(
             f"selective_scan: intra_chunk must be one of {INTRA_CHUNK}, got "
             f"{intra_chunk!r}."
         )
-    chunk_fn = _chunk_quadratic if intra_chunk == "quadratic" else _chunk_scan
+    chunk_fn = {
+        "scan": _chunk_scan,
+        "quadratic": _chunk_quadratic,
+        "sequential": _chunk_sequential,
+    }[resolve(intra_chunk)]
 
     out_dtype = jnp.result_type(x.dtype, delta.dtype, B.dtype, C.dtype)
     f32 = jnp.float32
@@ -193,6 +198,21 @@ def selective_scan(
     return (y, h) if return_final_state else y
 
 
+def resolve(intra_chunk: str, backend: str | None = None) -> str:
+    """Maps ``"auto"`` to a concrete ``intra_chunk``; others are returned unchanged.
+
+    Policy: ``"sequential"`` on CPU, where a step-by-step loop does the least work:
+    at batch 8, T 512, d 512, n 16 it measured 4.9x faster forward and 2.6x faster
+    forward+backward than ``"scan"``, with half the temporary memory; ``"quadratic"``
+    was slower still. ``"scan"`` on GPU and TPU, where the chunk's steps run in
+    parallel (not yet measured against the others there).
+    """
+    if intra_chunk != "auto":
+        return intra_chunk
+    backend = backend or jax.default_backend()
+    return "sequential" if backend == "cpu" else "scan"
+
+
 def _chunk_scan(A, h, inputs):
     """One chunk by a parallel prefix scan: ``(h_in, inputs) -> (h_out, y)``.
 
@@ -211,6 +231,23 @@ def _chunk_scan(A, h, inputs):
     _, hs = jax.lax.associative_scan(combine, (a, b), axis=1)
     y = jnp.einsum("btdn,btn->btd", hs, Cm)
     return hs[:, -1], y
+
+
+def _chunk_sequential(A, h, inputs):
+    """One chunk step by step (``jax.lax.scan``): ``(h_in, inputs) -> (h_out, y)``.
+
+    Only the running state ``[b, d, n]`` is live in the forward pass; the backward
+    pass (the chunk is rematerialised) keeps the chunk's ``L`` states.
+    """
+
+    def step(h, step_inputs):
+        x, dt, b, c, start = step_inputs  # [b, d], [b, d], [b, n], [b, n], [b]
+        a = jnp.where(start[:, None, None], 0.0, jnp.exp(dt[..., None] * A))
+        h = a * h + (dt * x)[..., None] * b[:, None, :]
+        return h, jnp.einsum("bdn,bn->bd", h, c)
+
+    h, ys = jax.lax.scan(step, h, tuple(jnp.moveaxis(v, 1, 0) for v in inputs))
+    return h, jnp.moveaxis(ys, 0, 1)
 
 
 def _chunk_quadratic(A, h, inputs):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from seqjax.nn import selective_scan as selective_scan_module
 from seqjax.nn.selective_scan import selective_scan
 from seqjax.scan import linear_scan
 
@@ -62,7 +63,9 @@ def run(args, starts, h0, **kw):
     )
 
 
-@pytest.mark.parametrize("intra_chunk, chunk_size", [("scan", 4), ("quadratic", 5)])
+@pytest.mark.parametrize(
+    "intra_chunk, chunk_size", [("scan", 4), ("quadratic", 5), ("sequential", 6)]
+)
 def test_values_and_grads_match_reference(intra_chunk, chunk_size):
     args, starts, h0 = problem()
     assert bool(starts[:, 1:].any())  # resets inside the sequence are exercised
@@ -98,7 +101,10 @@ def test_result_does_not_depend_on_chunk_size():
     args, starts, h0 = problem(seed=2)
     fn = jax.jit(run, static_argnames=("chunk_size", "intra_chunk"))
     y0, h0_out = fn(args, starts, h0, chunk_size=1, intra_chunk="scan")
-    for size, intra in [(3, "scan"), (64, "scan"), (8, "quadratic")]:
+    for size, intra in [
+        (3, "scan"), (64, "scan"), (8, "quadratic"), (5, "sequential"),
+        (64, "sequential"),
+    ]:  # fmt: skip
         y, h = fn(args, starts, h0, chunk_size=size, intra_chunk=intra)
         np.testing.assert_allclose(y, y0, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(h, h0_out, rtol=1e-5, atol=1e-5)
@@ -189,3 +195,9 @@ def test_bad_arguments_raise():
         selective_scan(x, dt, A, Bm, Cm, chunk_size=0)
     with pytest.raises(ValueError, match="intra_chunk"):
         selective_scan(x, dt, A, Bm, Cm, intra_chunk="fast")
+
+
+def test_auto_policy():
+    assert selective_scan_module.resolve("auto", backend="cpu") == "sequential"
+    assert selective_scan_module.resolve("auto", backend="gpu") == "scan"
+    assert selective_scan_module.resolve("quadratic", backend="cpu") == "quadratic"
