@@ -78,7 +78,9 @@ def test_step_equals_parallel_and_causal(mixer, kw):
     x2 = x.copy()
     x2[:, 4:] = _x((2, 3, F), seed=5)
     y2 = _call(net, x2)
-    np.testing.assert_array_equal(y[:, :4], y2[:, :4])
+    # Causal up to float rounding: S4D's FFT convolution mixes every position's
+    # rounding (~1e-7 here), while a real dependence on the changed inputs is O(1).
+    np.testing.assert_allclose(y[:, :4], y2[:, :4], rtol=1e-6, atol=1e-6)
     assert not np.allclose(y[:, 4:], y2[:, 4:])
 
 
