@@ -58,7 +58,8 @@ class S4D(nnx.Module):
       so :math:`y = K * x + D x` with the per-channel kernel
       :math:`K_l = 2\\,\\mathrm{Re}\\sum_n C_n \\bar B_n \\bar A_n^l` (a Vandermonde
       product, ``[features, T]``) applied by FFT (``conv.fft_causal_conv``). It never
-      holds the states: memory O(batch·T·H), not O(batch·T·H·N).
+      holds the states: memory O(batch·T·H), not O(batch·T·H·N). Like every FFT
+      convolution it is causal up to float rounding (about 1e-7 in float32).
     * ``"recurrence"``: ``seqjax.scan.linear_scan`` over the complex states
       ``[batch, time, features, state_size/2]``; the only form that restarts the
       state at ``segment_ids`` boundaries.
