@@ -144,9 +144,14 @@ def main(argv=None):
     path = benchlib.write_table(
         "damping", "newton_scan damping benchmark", header, rows, notes, command
     )
-    png = path.with_suffix(".png")
-    plot(curves, args.max_iters, png)
-    print(f"\nwrote {path} and {png} in {time.perf_counter() - start:.0f} s")
+    written = [path]
+    try:
+        plot(curves, args.max_iters, path.with_suffix(".png"))
+        written.append(path.with_suffix(".png"))
+    except ImportError:  # a machine without matplotlib still gets the table
+        print("matplotlib is not installed: no plot")
+    names = " and ".join(map(str, written))
+    print(f"\nwrote {names} in {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":
