@@ -665,7 +665,7 @@ def _newton_window(f, layout: _Layout, config: _Config, v0, xs, guess):
             better = merit(r) < merit(it.r)
             take = live & better
             lam = jnp.where(better, lam * lm.shrink, lam * lm.grow)
-            lam = jnp.where(live, jnp.clip(lam, 0.0, _MAX_LAMBDA), it.lam)
+            lam = jnp.where(live, jnp.minimum(lam, _MAX_LAMBDA), it.lam)
 
         def keep(new, old):
             return jnp.where(take.reshape(take.shape + (1,) * (new.ndim - 1)), new, old)

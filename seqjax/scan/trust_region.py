@@ -123,12 +123,10 @@ def trust_region_step(
         jnp.broadcast_to(lam, r.shape[1 : axis + 1]),
         (1,) + r.shape[1 : axis + 1] + (1,) * (r.ndim - 1 - axis),
     )
-    sequential = (
-        methods.resolve(
-            method, length=r.shape[0], step_elements=jac[0].size, matrix=matrix
-        )  # fmt: skip
-        is methods.ScanMethod.SEQUENTIAL
+    resolved = methods.resolve(
+        method, length=r.shape[0], step_elements=jac[0].size, matrix=matrix
     )
+    sequential = resolved is methods.ScanMethod.SEQUENTIAL
     means, covs = _filter(jac, r, lam_v, matrix, sequential)
     step = _smooth(jac, r, means, covs, matrix, method)
     return jnp.moveaxis(step, 0, axis)
