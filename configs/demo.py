@@ -12,7 +12,7 @@ Variants (``configs/demo.py:tiny``): ``tiny`` runs in seconds (tests).
 Targets no paper number; it is the smallest complete run of the training system.
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

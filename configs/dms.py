@@ -2,7 +2,7 @@
 
 Does the bit N - 1 steps before the last one equal the last bit? One answer per
 active N, read at the last step (``seqjax.data.parity``; task ``"dms"`` in
-``seqjax.train.synthetic``, whose docstring explains how the curriculum advances
+``seqjax.tasks.synthetic``, whose docstring explains how the curriculum advances
 inside the training state and survives checkpoints). Metrics: ``eval/accuracy``
 (mean over the active heads), ``eval/accuracy_n_max`` and ``eval/n_max``, the
 largest N trained so far.
@@ -31,7 +31,7 @@ performance in memory tasks" (ICLR 2024); the same settings as
 
 import pathlib
 
-from seqjax.train.config import Config, load_config
+from seqjax.config import Config, load_config
 
 TASK = "dms"
 

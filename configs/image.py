@@ -33,7 +33,7 @@ the first 4,000 training images for 200 steps — minutes on a CPU once the TFDS
 dataset is prepared.
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

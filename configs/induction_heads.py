@@ -3,7 +3,7 @@
 Random tokens with a special token at a random position and again at the end; at
 the end the model outputs the token that followed its first occurrence
 (``seqjax.data.copying``; loss and accuracy at the last position; task
-``"induction_heads"`` in ``seqjax.train.synthetic``). Evaluation on longer
+``"induction_heads"`` in ``seqjax.tasks.synthetic``). Evaluation on longer
 sequences measures length extrapolation, reported per length as
 ``eval/accuracy/L<length>``.
 
@@ -26,7 +26,7 @@ Variants (``configs/induction_heads.py:NAME``):
   under a minute on a CPU (chance 1/7).
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

@@ -35,7 +35,7 @@ a 2-layer S5 of width 64, 200 steps; it reached 37%, 36% and 43% validation
 accuracy with seeds 0, 1 and 2 (chance 10%).
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

@@ -2,7 +2,7 @@
 
 Key-value pairs, then the keys again as queries; the model must output each query's
 value (``seqjax.data.mqar``; loss and accuracy over the query positions only; task
-``"mqar"`` in ``seqjax.train.synthetic``).
+``"mqar"`` in ``seqjax.tasks.synthetic``).
 
 Run:
     seqjax train --config configs/mqar.py --workdir runs/mqar
@@ -40,7 +40,7 @@ Variants (``configs/mqar.py:NAME``):
   value of the context, 1/4).
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

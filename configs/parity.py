@@ -1,7 +1,7 @@
 """N-parity with one readout head per N, trained with the multi-head curriculum.
 
 The parity of the last N bits of a stream, read at its last step, for every active
-N (``seqjax.data.parity``; task ``"parity"`` in ``seqjax.train.synthetic``, whose
+N (``seqjax.data.parity``; task ``"parity"`` in ``seqjax.tasks.synthetic``, whose
 docstring explains how the curriculum advances inside the training state and
 survives checkpoints). Metrics: ``eval/accuracy`` (mean over the active heads),
 ``eval/accuracy_n_max`` and ``eval/n_max``, the largest N trained so far.
@@ -36,7 +36,7 @@ performance in memory tasks" (ICLR 2024):
   (chance 50 %).
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

@@ -39,7 +39,7 @@ steps (we measured 50-53% with 6 paddles); with 3 paddles it reached 74% (62% wi
 another training seed).
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

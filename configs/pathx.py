@@ -38,7 +38,7 @@ small model stayed at chance, 50.8%, in its 200 steps.) It checks the pipeline, 
 Path-X's length.
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

@@ -35,7 +35,7 @@ two ``t10k`` idx files is enough (``SEQJAX_MNIST_DIR=../shared/data/mnist``): a
 30% and 36% validation accuracy with seeds 0 and 1 (chance 10%).
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

@@ -39,7 +39,7 @@ the first 4,000 training pairs, a 2-layer S5 of width 64, 200 steps (set
 
 import os
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

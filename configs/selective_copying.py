@@ -3,7 +3,7 @@
 Sixteen data tokens at random positions of a 4096-token noise context, then one
 marker per token; at the markers the model outputs the data tokens in order
 (``seqjax.data.copying``; loss and accuracy over the marker positions only; task
-``"selective_copying"`` in ``seqjax.train.synthetic``).
+``"selective_copying"`` in ``seqjax.tasks.synthetic``).
 
 Run:
     seqjax train --config configs/selective_copying.py --workdir runs/selcopy
@@ -23,7 +23,7 @@ Variants (``configs/selective_copying.py:NAME``):
   accuracy in under a minute on a CPU (chance 1/6).
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

@@ -2,7 +2,7 @@
 
 ``[1] A [2] B [3]``: the sets are disjoint but for one element of ``A`` planted in
 ``B``; the model outputs it at ``[3]`` (``seqjax.data.mqar``; loss and accuracy at
-the answer position; task ``"set_disjointness"`` in ``seqjax.train.synthetic``). A
+the answer position; task ``"set_disjointness"`` in ``seqjax.tasks.synthetic``). A
 recurrent model must remember ``A`` while reading ``B``, so the order of a short and
 a long set matters, and JRT-Prompt (the sets read twice) lets it see ``A`` again
 after knowing ``B``.
@@ -27,7 +27,7 @@ set first for recurrent models; JRT-Prompt recovers the gap). The figure and its
 values were not verified here (UNVERIFIED), so no number is quoted.
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

@@ -36,7 +36,7 @@ two ``t10k`` idx files is enough (``SEQJAX_MNIST_DIR=../shared/data/mnist``): a
 61%, 70% and 61% validation accuracy with seeds 0, 1 and 2 (chance 10%).
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

@@ -34,7 +34,7 @@ training reviews, a 2-layer S5 of width 64, 200 steps — minutes on a CPU once 
 TFDS dataset is prepared.
 """
 
-from seqjax.train.config import (
+from seqjax.config import (
     Config,
     DataConfig,
     ModelConfig,

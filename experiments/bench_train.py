@@ -54,11 +54,12 @@ except ImportError:  # run as a script: python experiments/bench_train.py
     import bench_mixers
     import benchlib
 
+from seqjax import config as config_lib
 from seqjax.data import tokenizer as tokenizer_lib
 from seqjax.nn import parallel_rnn, registry, segments
-from seqjax.train import config as config_lib
+from seqjax.tasks import registry as task_registry
 from seqjax.train import mesh as mesh_lib
-from seqjax.train import tasks, trainer
+from seqjax.train import trainer
 
 DEMO_CONFIG = os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "demo.py")
@@ -308,7 +309,7 @@ def host_batches(config: config_lib.Config, count: int, kind: str) -> list[dict]
                 }
             )
         return out
-    task = tasks.get_task(config.task)
+    task = task_registry.get_task(config.task)
     train, _ = task.datasets(config, jax.process_index(), jax.process_count())
     data = iter(train.to_iter_dataset())
     return [next(data) for _ in range(count)]

@@ -46,7 +46,7 @@ def _bench(args) -> None:
 
 
 def _train(args) -> int:
-    from seqjax.train import config as config_lib
+    from seqjax import config as config_lib
     from seqjax.train import trainer
 
     try:

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from seqjax.train import config as config_lib
+from seqjax import config as config_lib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.py"))

@@ -1,7 +1,8 @@
-"""The training system: configs, mesh, tasks, the trainer, checkpoints, optimizers,
-schedules, metrics and plots. ``seqjax train`` (``seqjax/cli.py``) is its command."""
+"""The training system: mesh, the trainer, checkpoints, optimizers, schedules, metrics
+and plots; it runs any task of ``seqjax.tasks``. ``seqjax train`` (``seqjax/cli.py``)
+is its command."""
 
-from seqjax.train.config import Config, ConfigError, apply_overrides, load_config
+from seqjax.config import Config, ConfigError, apply_overrides, load_config
 from seqjax.train.optimizers import learning_rates, make_optimizer, param_labels
 from seqjax.train.schedules import make_schedule
 from seqjax.train.trainer import build, evaluate, generate, train

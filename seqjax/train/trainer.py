@@ -27,11 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from seqjax import config as config_lib
+from seqjax.tasks import registry
 from seqjax.train import checkpoint as checkpoint_lib
-from seqjax.train import config as config_lib
 from seqjax.train import mesh as mesh_lib
 from seqjax.train import metrics as metrics_lib
-from seqjax.train import optimizers, plots, progress, schedules, tasks
+from seqjax.train import optimizers, plots, progress, schedules
 
 
 @dataclasses.dataclass
@@ -81,7 +82,7 @@ def _schedule(config: config_lib.Config):
 def build(config: config_lib.Config, mesh: jax.sharding.Mesh | None = None) -> Run:
     """Builds the run for ``config`` on ``mesh`` (from ``config.mesh`` by default)."""
     config_lib.validate(config)
-    task = tasks.get_task(config.task)
+    task = registry.get_task(config.task)
     mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.mesh)
     o, seed = config.optim, config.train.seed
     schedule = _schedule(config)

@@ -13,8 +13,8 @@ import jax
 import numpy as np
 import pytest
 
+from seqjax import config as config_lib
 from seqjax.train import checkpoint as checkpoint_lib
-from seqjax.train import config as config_lib
 from seqjax.train import trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]

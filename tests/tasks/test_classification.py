@@ -13,9 +13,10 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
+from seqjax import config as config_lib
 from seqjax.data import lra_image, sources
-from seqjax.train import classification, tasks, trainer
-from seqjax.train import config as config_lib
+from seqjax.tasks import classification, registry
+from seqjax.train import trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
@@ -95,7 +96,7 @@ def test_loss_and_accuracy_match_a_hand_computation():
     assert float(sums["correct"]) == correct and float(sums["count"]) == 3
 
     # The task's loss routes the batch through the model and the same sums.
-    task = tasks.get_task("classify")
+    task = registry.get_task("classify")
     batch = {
         "inputs": np.zeros((4, 5), np.int32),
         "lengths": np.array([5, 4, 3, 1], np.int32),
@@ -119,7 +120,7 @@ def test_loss_and_accuracy_match_a_hand_computation():
 
 
 def test_retrieval_loss_passes_both_documents():
-    task = tasks.get_task("retrieval")
+    task = registry.get_task("retrieval")
     logits = jnp.array([[0.0, 2.0], [1.0, 0.0]])
     batch = {
         "inputs1": np.ones((2, 6), np.int32),
@@ -149,7 +150,7 @@ def test_retrieval_loss_passes_both_documents():
 def _classifier(pooling="mean"):
     overrides = {"model.features": 16, "model.depth": 1, "model.pooling": pooling}
     config = load("listops", **overrides)
-    return tasks.get_task("classify").build_model(config, nnx.Rngs(0))
+    return registry.get_task("classify").build_model(config, nnx.Rngs(0))
 
 
 @nnx.jit
@@ -205,7 +206,7 @@ def test_retrieval_padding_does_not_change_predictions(tmp_path):
         options={"data_dir": str(tmp_path)},
         **{"model.features": 16},
     )
-    model = tasks.get_task("retrieval").build_model(config, nnx.Rngs(0))
+    model = registry.get_task("retrieval").build_model(config, nnx.Rngs(0))
     model.eval()
     rng = np.random.default_rng(2)
     x1 = rng.integers(3, 259, size=(2, 10)).astype(np.int32)
@@ -280,7 +281,7 @@ def test_train_batches_are_deterministic_and_disjoint_between_processes():
 def test_bad_data_settings_raise_config_errors(overrides, match):
     config = load("listops", **{"data.options": {}})
     config = config_lib.apply_overrides(config, overrides)
-    task = tasks.get_task("classify")
+    task = registry.get_task("classify")
     with pytest.raises(config_lib.ConfigError, match=match):
         task.records(config)
 
@@ -288,10 +289,10 @@ def test_bad_data_settings_raise_config_errors(overrides, match):
 def test_retrieval_needs_its_folder_and_source():
     config = load("retrieval", **{"data.options": {}})
     with pytest.raises(config_lib.ConfigError, match=r"needs data.options\['data_dir'"):
-        tasks.get_task("retrieval").records(config)
+        registry.get_task("retrieval").records(config)
     wrong = config_lib.apply_overrides(config, {"data.source": "text"})
     with pytest.raises(config_lib.ConfigError, match=r"data.source='aan'"):
-        tasks.get_task("retrieval").build_model(wrong, nnx.Rngs(0))
+        registry.get_task("retrieval").build_model(wrong, nnx.Rngs(0))
 
 
 # --- fake datasets ------------------------------------------------------------------
@@ -389,7 +390,7 @@ def test_image_runs_end_to_end_on_mock_tfds(tmp_path):
     options = {"train_examples": 16, "eval_examples": 6}
     with tfds.testing.mock_data(as_data_source_fn=_cifar_source):
         config = shrink(load("image", options=options))
-        train, held_out = tasks.get_task("classify").records(config)
+        train, held_out = registry.get_task("classify").records(config)
         record = train[0]
         assert record["inputs"].shape == (1024, 1)
         run(config, tmp_path / "image")
@@ -404,7 +405,7 @@ def test_text_runs_end_to_end_on_mock_tfds(tmp_path):
     options = {"train_examples": 16, "eval_examples": 6}
     with tfds.testing.mock_data(as_data_source_fn=_imdb_source):
         config = shrink(load("text", options=options), **{"data.seq_len": 32})
-        train, _ = tasks.get_task("classify").records(config)
+        train, _ = registry.get_task("classify").records(config)
         assert (
             train[0]["inputs"].shape == (32,) and train[0]["inputs"].dtype == np.int32
         )
@@ -419,7 +420,7 @@ def test_retrieval_runs_end_to_end_on_a_small_tsv(tmp_path):
         ),
         **{"data.seq_len": 24},
     )
-    train, held_out = tasks.get_task("retrieval").records(config)
+    train, held_out = registry.get_task("retrieval").records(config)
     assert len(held_out) == 16 and train[0]["inputs1"].shape == (24,)
     run(config, tmp_path / "run")
 
@@ -441,7 +442,7 @@ def test_psmnist_records_are_permuted_smnist_records():
             },
         },
     )
-    task = tasks.get_task("classify")
+    task = registry.get_task("classify")
     permuted = task.records(config)[0][0]["inputs"][:, 0]
     scan = task.records(plain)[0][0]["inputs"][:, 0]
     assert permuted.shape == (784,) and 0 <= scan.min() and scan.max() <= 1

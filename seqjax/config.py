@@ -114,7 +114,7 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class Config:
-    """A whole run: ``task`` (``"lm"`` or a task from ``seqjax.train.tasks``) and its
+    """A whole run: ``task`` (``"lm"`` or a task from ``seqjax.tasks``) and its
     sections."""
 
     task: str = "lm"

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from seqjax import config as config_lib
 from seqjax.data import mqar, parity
+from seqjax.tasks import registry, synthetic
 from seqjax.train import checkpoint as checkpoint_lib
-from seqjax.train import config as config_lib
-from seqjax.train import synthetic, tasks, trainer
+from seqjax.train import trainer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = {
@@ -97,7 +98,7 @@ def test_token_loss_and_metrics_match_a_hand_computed_reference(tmp_path):
             "data.batch_size": 8,
         },
     )
-    task = tasks.get_task("mqar")
+    task = registry.get_task("mqar")
     model = task.build_model(config, nnx.Rngs(params=0))
     records = task.records(config, "eval")
     batch = {k: v for k, v in records.items()}
@@ -158,7 +159,7 @@ def test_jrt_prompt_option_repeats_the_context(tmp_path):
     config = load("set_disjointness", tmp_path=tmp_path)
     options = dict(config.data.options, jrt_repeats=3, num_eval=6)
     config = config_lib.apply_overrides(config, {"data.options": options})
-    records = tasks.get_task("set_disjointness").records(config, "eval")
+    records = registry.get_task("set_disjointness").records(config, "eval")
     expected = mqar.jrt_prompt(
         mqar.set_disjointness(6, seed=0, stream=1, first_size=4, second_size=8,
                               vocab_size=32),
@@ -172,7 +173,7 @@ def test_fresh_training_batches_are_seeded_and_resume_from_the_iterator(tmp_path
     config = load("selective_copying", tmp_path=tmp_path)
     options = dict(config.data.options, fresh_train=True)
     config = config_lib.apply_overrides(config, {"data.options": options})
-    train, held_out = tasks.get_task("selective_copying").datasets(config, 0, 1)
+    train, held_out = registry.get_task("selective_copying").datasets(config, 0, 1)
     it = iter(train.to_iter_dataset())
     first = [next(it) for _ in range(2)]
     state = it.get_state()
@@ -208,7 +209,7 @@ def test_fresh_training_batches_are_seeded_and_resume_from_the_iterator(tmp_path
 def test_bad_options_raise_config_errors(tmp_path, name, options, match):
     config = load(name, tmp_path=tmp_path)
     config.data.options.update(options)
-    task = tasks.get_task(name)
+    task = registry.get_task(name)
     with pytest.raises(config_lib.ConfigError, match=match):
         task.build_model(config, nnx.Rngs(0))
         task.datasets(config, 0, 1)
@@ -260,7 +261,7 @@ def test_bit_stream_loss_matches_a_hand_computed_reference():
     batch = synthetic._stream_records(
         rng, 6, task="parity", ns=schedule.ns, length=schedule.seq_len
     )
-    task = tasks.get_task("parity")
+    task = registry.get_task("parity")
     loss_fn = nnx.jit(task.loss)  # compiled: quicker than op by op
     forward = nnx.jit(lambda m, x, n: m(x, n))
     loss, sums = loss_fn(model, batch)
@@ -351,7 +352,7 @@ def test_curriculum_advances_inside_training_and_resumes_exactly(tmp_path):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_every_full_preset_resolves(name):
     config = load(name, variant="default")
-    task = tasks.get_task(name)
+    task = registry.get_task(name)
     if name in ("parity", "dms"):
         assert task.schedule(config).ns[-1] == 100
     else:

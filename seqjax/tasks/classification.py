@@ -1,6 +1,6 @@
 """Sequence classification and document retrieval: the Long Range Arena and s/psMNIST.
 
-Two tasks are registered with ``seqjax.train.tasks`` when this module is imported:
+Two tasks are registered with ``seqjax.tasks`` when this module is imported:
 
 * ``"classify"`` — one sequence, one label, with ``seqjax.nn.models.SequenceClassifier``
   (input encoder → residual blocks → norm → mean or last pooling over the true
@@ -102,6 +102,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from seqjax import config as config_lib
 from seqjax.data import (
     corpus,
     listops,
@@ -114,8 +115,7 @@ from seqjax.data import (
     tokenizer,
 )
 from seqjax.nn import models
-from seqjax.train import config as config_lib
-from seqjax.train import tasks
+from seqjax.tasks import registry
 
 SOURCES = ("listops", "pathfinder", "pathx", "text", "image", "smnist", "psmnist")
 PIXEL_ENCODINGS = ("float", "tokens")
@@ -576,7 +576,7 @@ def _encoder_options(config: config_lib.Config) -> dict[str, Any]:
     return dict(
         pooling=m.pooling,
         bidirectional=m.bidirectional,
-        **tasks.backbone_options(m),
+        **registry.backbone_options(m),
     )
 
 
@@ -739,5 +739,5 @@ def _nonempty_documents(record: dict) -> dict:
     return out
 
 
-tasks.register_task(Classification())
-tasks.register_task(Retrieval())
+registry.register_task(Classification())
+registry.register_task(Retrieval())

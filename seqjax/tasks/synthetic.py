@@ -1,6 +1,6 @@
 """The synthetic memory tasks: associative recall, copying, N-parity and N-DMS.
 
-Six tasks are registered with ``seqjax.train.tasks`` when this module is imported.
+Six tasks are registered with ``seqjax.tasks`` when this module is imported.
 
 **Token-level prediction** (``"mqar"``, ``"set_disjointness"``,
 ``"selective_copying"``, ``"induction_heads"``): a causal
@@ -77,11 +77,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from seqjax import config as config_lib
 from seqjax.data import copying, mqar, parity, sources
 from seqjax.nn import block as block_lib
 from seqjax.nn import models, norms
-from seqjax.train import classification, tasks
-from seqjax.train import config as config_lib
+from seqjax.tasks import classification, registry
 
 IGNORE = mqar.IGNORE
 """Target value of the positions without a label."""
@@ -445,7 +445,7 @@ class TokenRecall:
             m.mixer,
             tie_embeddings=m.tie_embeddings,
             rngs=rngs,
-            **tasks.backbone_options(m),
+            **registry.backbone_options(m),
         )
 
     def datasets(self, config, process_index, process_count):
@@ -914,7 +914,7 @@ class BitStream:
         m = config.model
         return MultiHeadReadout(
             self.schedule(config), m.features, m.depth, m.mixer, rngs=rngs,
-            **tasks.backbone_options(m),
+            **registry.backbone_options(m),
         )  # fmt: skip
 
     def datasets(self, config, process_index, process_count):
@@ -1014,6 +1014,6 @@ GENERATORS = {
 }
 
 for _name, _generator in GENERATORS.items():
-    tasks.register_task(TokenRecall(_name, _generator))
-tasks.register_task(BitStream("parity"))
-tasks.register_task(BitStream("dms"))
+    registry.register_task(TokenRecall(_name, _generator))
+registry.register_task(BitStream("parity"))
+registry.register_task(BitStream("dms"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from seqjax.train import config as config_lib
+from seqjax import config as config_lib
 
 
 def test_overrides_are_parsed_to_field_types():
