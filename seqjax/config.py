@@ -113,9 +113,33 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class ContinualConfig:
+    """A continual-learning run (``seqjax cl``): a stream of tasks and a strategy.
+
+    ``stream`` names a stream of ``seqjax.cl.streams`` (``"permuted_mnist"``,
+    ``"split_mnist"``, ...; empty: not a continual-learning run); ``setting`` is
+    ``"task"``, ``"class"`` or ``"domain"``-incremental (empty: the stream's
+    default); ``num_tasks`` 0 takes the stream's default. Each task trains
+    ``steps_per_task`` steps, so a run has ``num_tasks * steps_per_task`` steps
+    (``train.steps`` is set from them). ``strategy`` names a strategy of
+    ``seqjax.cl.strategies`` with ``strategy_options`` as its keyword options.
+    ``train_examples`` / ``eval_examples`` (0: all) limit each task's splits.
+    """
+
+    stream: str = ""
+    setting: str = ""
+    num_tasks: int = 0
+    steps_per_task: int = 200
+    strategy: str = "naive"
+    strategy_options: dict = dataclasses.field(default_factory=dict)
+    train_examples: int = 0
+    eval_examples: int = 0
+
+
+@dataclasses.dataclass
 class Config:
     """A whole run: ``task`` (``"lm"`` or a task from ``seqjax.tasks``) and its
-    sections."""
+    sections (``cl`` only for continual-learning runs)."""
 
     task: str = "lm"
     name: str = ""
@@ -124,6 +148,7 @@ class Config:
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    cl: ContinualConfig = dataclasses.field(default_factory=ContinualConfig)
 
 
 class ConfigError(ValueError):
@@ -383,6 +408,7 @@ def validate(config: Config) -> None:
         "train.eval_every": config.train.eval_every,
         "train.checkpoint_every": config.train.checkpoint_every,
         "train.keep_checkpoints": config.train.keep_checkpoints,
+        "cl.steps_per_task": config.cl.steps_per_task,
     }
     for key, value in positive.items():
         if value < 1:
@@ -392,6 +418,10 @@ def validate(config: Config) -> None:
         value = getattr(getattr(config, section), name)
         if value not in choices:
             raise ConfigError(f"{key} must be one of {choices}, got {value!r}")
+    for key in ("cl.num_tasks", "cl.train_examples", "cl.eval_examples"):
+        value = getattr(config.cl, key.split(".")[1])
+        if value < 0:
+            raise ConfigError(f"{key} must be >= 0 (0: the default), got {value}")
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(
             f"model.dropout must be in [0, 1), got {config.model.dropout}"

@@ -7,7 +7,9 @@ A checkpoint of step ``s`` is the folder ``DIR/checkpoints/s`` holding four item
 * ``data``: the grain iterator's position (its ``get_state()``), so the data stream
   resumes where it stopped;
 * ``config``: the resolved run config (JSON);
-* ``meta``: the step and, when an evaluation ran at that step, its metrics.
+* ``meta``: the step and, when an evaluation ran at that step, its metrics;
+* ``host``: a JSON dict of host-side state (a continual-learning run's accuracy
+  matrix, say), restored as ``{}`` from checkpoints written without it.
 
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so
 a process killed mid-save leaves no checkpoint that looks finished. A checkpoint that
@@ -127,6 +129,7 @@ class Checkpointer:
         data_state: dict | None,
         config: dict,
         metrics: dict[str, float] | None = None,
+        host: dict | None = None,
     ) -> None:
         """Starts saving ``state`` (asynchronously unless configured otherwise)."""
         metrics = {k: float(v) for k, v in (metrics or {}).items()}
@@ -136,6 +139,7 @@ class Checkpointer:
             data=ocp.args.JsonSave(data_state or {}),
             config=ocp.args.JsonSave(config),
             meta=ocp.args.JsonSave({"step": int(step), "metrics": metrics}),
+            host=ocp.args.JsonSave(host or {}),
         )
         self.manager.save(int(step), args=args, metrics=usable, force=True)
 
@@ -173,8 +177,9 @@ class Checkpointer:
             older ones when a checkpoint cannot be read.
 
         Returns:
-          ``{"step", "state", "data", "config", "meta", "unreadable"}`` (the newer
-          steps that could not be read), or None when there is no checkpoint.
+          ``{"step", "state", "data", "config", "meta", "host", "unreadable"}``
+          (``unreadable``: the newer steps that could not be read), or None when
+          there is no checkpoint.
 
         Raises:
           RuntimeError: checkpoints exist but none could be read.
@@ -185,14 +190,16 @@ class Checkpointer:
         abstract = abstract_savable(abstract_state)
         errors = []
         for candidate in candidates:
+            items = dict(
+                state=ocp.args.StandardRestore(abstract),
+                data=ocp.args.JsonRestore(),
+                config=ocp.args.JsonRestore(),
+                meta=ocp.args.JsonRestore(),
+            )
+            if (self.directory / str(candidate) / "host").exists():
+                items["host"] = ocp.args.JsonRestore()
             try:
-                out = self._read(
-                    candidate,
-                    state=ocp.args.StandardRestore(abstract),
-                    data=ocp.args.JsonRestore(),
-                    config=ocp.args.JsonRestore(),
-                    meta=ocp.args.JsonRestore(),
-                )
+                out = self._read(candidate, **items)
             except Exception as e:  # noqa: BLE001 - any unreadable file means skip
                 errors.append(f"step {candidate}: {type(e).__name__}: {e}")
                 warnings.warn(
@@ -208,6 +215,7 @@ class Checkpointer:
                 "data": out["data"],
                 "config": out["config"],
                 "meta": out["meta"],
+                "host": out["host"] if "host" in items else {},
                 "unreadable": [c for c in candidates if c > candidate],
             }
         raise RuntimeError(

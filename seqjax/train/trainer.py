@@ -30,6 +30,7 @@ from flax import nnx
 from seqjax import config as config_lib
 from seqjax.tasks import registry
 from seqjax.train import checkpoint as checkpoint_lib
+from seqjax.train import extension as extension_lib
 from seqjax.train import mesh as mesh_lib
 from seqjax.train import metrics as metrics_lib
 from seqjax.train import optimizers, plots, progress, schedules
@@ -37,7 +38,11 @@ from seqjax.train import optimizers, plots, progress, schedules
 
 @dataclasses.dataclass
 class Run:
-    """Everything built from a config: the task, mesh, state layout and jitted steps."""
+    """Everything built from a config: the task, mesh, state layout and jitted steps.
+
+    Without an extension the train state is ``nnx.state((model, optimizer))``; with
+    one it is an ``extension.TrainState`` holding that and the extension's state.
+    """
 
     config: config_lib.Config
     task: Any
@@ -49,12 +54,46 @@ class Run:
     init_state: Callable[[], Any]
     train_step: Callable
     eval_step: Callable
+    extension: extension_lib.Extension | None = None
+
+    def core(self, state):
+        """The model-and-optimizer part of a train state."""
+        return state.model if self.extension is not None else state
 
     def model(self, state) -> nnx.Module:
         """The model of a state (evaluation mode), for sampling or inspection."""
-        model, _ = nnx.merge(self.graphdef, state)
+        model, _ = nnx.merge(self.graphdef, self.core(state))
         model.eval()
         return model
+
+    def params(self, state):
+        """The model's ``nnx.Param`` variables of a train state (a pytree)."""
+        return nnx.state(self.model(state), nnx.Param)
+
+    def extension_state(self, state):
+        """The extension's state of a train state."""
+        if self.extension is None:
+            raise ValueError("this run has no extension")
+        return state.extension
+
+    def with_extension(self, state, extension_state):
+        """``state`` with its extension state replaced (same shapes), placed like
+        the old one."""
+        old = self.extension_state(state)
+        placed = jax.tree.map(
+            lambda new, o: (
+                jax.device_put(jnp.asarray(new, o.dtype), o.sharding)
+                if not jnp.issubdtype(o.dtype, jax.dtypes.prng_key)
+                else jax.device_put(new, o.sharding)
+            ),
+            extension_state,
+            old,
+        )
+        return state._replace(extension=placed)
+
+    def context(self, state) -> extension_lib.StepContext:
+        """The model of ``state`` (evaluation mode) as pure functions of its params."""
+        return _step_context(self.task, self.model(state))
 
 
 def _schedule(config: config_lib.Config):
@@ -79,10 +118,42 @@ def _schedule(config: config_lib.Config):
         ) from None
 
 
-def build(config: config_lib.Config, mesh: jax.sharding.Mesh | None = None) -> Run:
-    """Builds the run for ``config`` on ``mesh`` (from ``config.mesh`` by default)."""
+def _step_context(task, model: nnx.Module) -> extension_lib.StepContext:
+    """``model``'s outputs and task loss as pure functions of its parameters."""
+    graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+
+    def outputs(params, batch):
+        if not hasattr(task, "outputs"):
+            raise TypeError(
+                f"task {task.name!r} has no outputs(model, batch) method, which this "
+                "extension needs"
+            )
+        return task.outputs(nnx.merge(graphdef, params, rest), batch)
+
+    def task_loss(params, batch):
+        return task.loss(nnx.merge(graphdef, params, rest), batch)[0]
+
+    return extension_lib.StepContext(outputs=outputs, task_loss=task_loss)
+
+
+def build(
+    config: config_lib.Config,
+    mesh: jax.sharding.Mesh | None = None,
+    *,
+    task=None,
+    extension: extension_lib.Extension | None = None,
+) -> Run:
+    """Builds the run for ``config`` on ``mesh`` (from ``config.mesh`` by default).
+
+    Args:
+      config: the run's config.
+      mesh: the device mesh; default from ``config.mesh``.
+      task: the task object; default ``seqjax.tasks.get_task(config.task)``.
+      extension: pure functions added to the train step, with their state in the
+        train state (``seqjax.train.extension``); none by default.
+    """
     config_lib.validate(config)
-    task = registry.get_task(config.task)
+    task = task if task is not None else registry.get_task(config.task)
     mesh = mesh if mesh is not None else mesh_lib.make_mesh(config.mesh)
     o, seed = config.optim, config.train.seed
     schedule = _schedule(config)
@@ -107,16 +178,33 @@ def build(config: config_lib.Config, mesh: jax.sharding.Mesh | None = None) -> R
     shardings = mesh_lib.state_shardings(
         abstract_state, mesh, config.mesh.fsdp_min_size
     )
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    if extension is not None:
+
+        def create_extension(core):
+            model, _ = nnx.merge(graphdef, core)
+            return extension.init(nnx.state(model, nnx.Param))
+
+        abstract_extension = jax.eval_shape(create_extension, abstract_state)
+        abstract_state = extension_lib.TrainState(abstract_state, abstract_extension)
+        shardings = extension_lib.TrainState(
+            shardings, jax.tree.map(lambda _: replicated, abstract_extension)
+        )
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state,
         shardings,
     )
     batch_sharding = mesh_lib.batch_sharding(mesh)
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     accumulate = o.accumulation_steps
 
-    init_state = jax.jit(lambda: nnx.split(create())[1], out_shardings=shardings)
+    def initial_state():
+        core = nnx.split(create())[1]
+        if extension is None:
+            return core
+        return extension_lib.TrainState(core, create_extension(core))
+
+    init_state = jax.jit(initial_state, out_shardings=shardings)
 
     def train_step(state, batch):
         model, optimizer = nnx.merge(graphdef, state)
@@ -138,8 +226,46 @@ def build(config: config_lib.Config, mesh: jax.sharding.Mesh | None = None) -> R
         metrics = {"loss": loss / accumulate, "grad_norm": norm}
         return nnx.state((model, optimizer)), metrics
 
+    def train_step_extended(state, batch):
+        """The train step with the extension's batch, loss, gradient and state
+        functions (see ``seqjax.train.extension``)."""
+        model, optimizer = nnx.merge(graphdef, state.model)
+        model.train()
+        ext, original = state.extension, batch
+        if extension.batch is not None:
+            batch, ext = extension.batch(ext, batch)
+        ctx = _step_context(task, model)
+
+        def loss_fn(m, b):
+            value, sums = task.loss(m, b)
+            if extension.loss is not None:
+                value = value + extension.loss(ext, nnx.state(m, nnx.Param), b, ctx)
+            return value, sums
+
+        grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+        rows = jax.tree.leaves(batch)[0].shape[0]
+        micro = jax.tree.map(
+            lambda x: x.reshape((rows // accumulate, accumulate) + x.shape[1:]), batch
+        )
+        grads, loss = None, 0.0
+        for i in range(accumulate):
+            (value, _), g = grad_fn(model, jax.tree.map(lambda x, i=i: x[:, i], micro))
+            grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
+            loss = loss + value
+        grads = jax.tree.map(lambda g: g / accumulate, grads)
+        old_params = jax.tree.map(lambda x: x, nnx.state(model, nnx.Param))
+        if extension.grads is not None:
+            grads = extension.grads(ext, grads, old_params, batch, ctx)
+        optimizer.update(model, grads)
+        if extension.update is not None:
+            new_params = jax.tree.map(lambda x: x, nnx.state(model, nnx.Param))
+            ext = extension.update(ext, old_params, new_params, grads, original)
+        norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        metrics = {"loss": loss / accumulate, "grad_norm": norm}
+        return extension_lib.TrainState(nnx.state((model, optimizer)), ext), metrics
+
     def eval_step(state, batch):
-        model, _ = nnx.merge(graphdef, state)
+        model, _ = nnx.merge(graphdef, state.model if extension else state)
         model.eval()
         return task.loss(model, batch)[1]
 
@@ -153,7 +279,7 @@ def build(config: config_lib.Config, mesh: jax.sharding.Mesh | None = None) -> R
         learning_rate=lambda step: float(schedule(step)),
         init_state=init_state,
         train_step=jax.jit(
-            train_step,
+            train_step if extension is None else train_step_extended,
             in_shardings=(shardings, batch_sharding),
             out_shardings=(shardings, replicated),
             donate_argnums=0,
@@ -163,6 +289,7 @@ def build(config: config_lib.Config, mesh: jax.sharding.Mesh | None = None) -> R
             in_shardings=(shardings, batch_sharding),
             out_shardings=replicated,
         ),
+        extension=extension,
     )
 
 
@@ -210,6 +337,18 @@ class _StopRequest:
             signal.signal(signum, handler)
 
 
+@contextlib.contextmanager
+def _saves_finished_on_error(checkpointer: checkpoint_lib.Checkpointer):
+    """On an exception, lets the checkpoint saves in flight finish before it
+    propagates, so that the last good checkpoint is complete on disk."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            checkpointer.close()
+        raise
+
+
 @dataclasses.dataclass
 class Result:
     """What ``train`` returns: the final step, metrics, and why it stopped."""
@@ -218,19 +357,88 @@ class Result:
     metrics: dict[str, float]
     stopped_by: str | None = None
     sample: str | None = None
+    host: dict = dataclasses.field(default_factory=dict)
 
 
-def train(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
+@dataclasses.dataclass
+class Phase:
+    """A stretch of training on one data stream, ended by a host-side callback.
+
+    ``train`` runs its phases one after the other; the global step counts on across
+    them. A continual-learning run is one phase per task.
+
+    Attributes:
+      steps: training steps in the phase (>= 1).
+      train_data: grain ``MapDataset`` of batches (repeated as needed).
+      eval_data: batches for the periodic evaluation during the phase.
+      name: shown in messages and logged as ``phase`` at the phase's end.
+      end: ``end(run, state, host) -> (state, host, record)``, called on the host
+        after the phase's last step and before that step's checkpoint: it may
+        return a new train state (e.g. ``run.with_extension(state, ...)``), a new
+        ``host`` dict (JSON; saved in every checkpoint and restored on resume) and
+        metrics to log at that step.
+    """
+
+    steps: int
+    train_data: Any
+    eval_data: Any
+    name: str = ""
+    end: Callable[[Run, Any, dict], tuple[Any, dict, dict]] | None = None
+
+
+def _phase_at(phases: list[Phase], step: int) -> tuple[int, int]:
+    """``(phase index, first step of that phase)`` of global ``step`` (1-based);
+    the step after the last phase maps to the last phase."""
+    first = 1
+    for index, phase in enumerate(phases):
+        if step < first + phase.steps:
+            return index, first
+        first += phase.steps
+    return len(phases) - 1, first - phases[-1].steps
+
+
+def train(
+    config: config_lib.Config,
+    workdir: str | pathlib.Path,
+    *,
+    task=None,
+    extension: extension_lib.Extension | None = None,
+    phases: list[Phase] | Callable[[Run], list[Phase]] | None = None,
+    on_start: Callable[[Run, Any, dict], tuple[dict, dict]] | None = None,
+) -> Result:
     """Trains ``config`` in ``workdir``, resuming from its checkpoints if any.
 
     Writes ``workdir/config.json``, ``workdir/metrics.jsonl``,
     ``workdir/tensorboard/``, ``workdir/checkpoints/<step>/`` and, at the end,
     ``workdir/plots/*.png``.
+
+    Args:
+      config: the run's config.
+      workdir: the run's directory (resumes from its checkpoints).
+      task: the task object; default ``seqjax.tasks.get_task(config.task)``.
+      extension: pure functions added to the train step (``seqjax.train.extension``).
+      phases: the ``Phase`` list to run in order (or a function of the built ``Run``
+        returning them), whose steps must add up to ``train.steps``; default one
+        phase over the task's datasets.
+      on_start: ``on_start(run, state, host) -> (host, record)``, called once
+        before the first step of a fresh run (not on resume).
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     t = config.train
-    run = build(config)
+    run = build(config, task=task, extension=extension)
+    if phases is None:
+        train_data, eval_data = run.task.datasets(
+            config, jax.process_index(), jax.process_count()
+        )
+        phases = [Phase(t.steps, train_data, eval_data)]
+    elif callable(phases):
+        phases = phases(run)
+    if sum(p.steps for p in phases) != t.steps or min(p.steps for p in phases) < 1:
+        raise config_lib.ConfigError(
+            f"the phases' steps {[p.steps for p in phases]} must be >= 1 and add up "
+            f"to train.steps ({t.steps})"
+        )
     config_lib.save_json(config, workdir / "config.json")
     checkpointer = checkpoint_lib.Checkpointer(
         workdir / "checkpoints",
@@ -238,16 +446,13 @@ def train(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
         best_metric=t.best_metric,
         best_mode=t.best_mode,
     )
-    train_data, eval_data = run.task.datasets(
-        config, jax.process_index(), jax.process_count()
-    )
-    data = iter(train_data.to_iter_dataset())
     restored = checkpointer.restore(run.abstract_state)
+    host: dict = {}
     if restored is None:
-        state, start = run.init_state(), 0
+        state, start, data_state = run.init_state(), 0, None
     else:
         state, start = restored["state"], restored["step"]
-        data.set_state(restored["data"])
+        data_state, host = restored["data"], restored["host"]
         for step in restored["unreadable"]:
             kept = checkpointer.set_aside(step)
             print(
@@ -258,19 +463,41 @@ def train(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
 
     writer = metrics_lib.MetricsWriter(workdir)
     writer.truncate_after(start)
+    if start == 0 and on_start is not None:
+        host, record = on_start(run, state, host)
+        if record:
+            writer.write(0, record)
+
+    def open_phase(index: int, saved: dict | None):
+        data = iter(phases[index].train_data.to_iter_dataset())
+        if saved is not None:
+            data.set_state(saved)
+        return data
+
+    phase_index, _ = _phase_at(phases, start + 1)
+    if data_state and "phase" not in data_state:  # written before phases existed
+        data_state = {"phase": 0, "iterator": data_state}
+    resumes_phase = bool(data_state) and data_state["phase"] == phase_index
+    data = open_phase(phase_index, data_state["iterator"] if resumes_phase else None)
+    phase_end = sum(p.steps for p in phases[: phase_index + 1])
     bar = progress.Progress(t.steps, initial=start, enabled=t.progress)
     timer = metrics_lib.Throughput()
     last_eval: dict[str, float] = {}
     stopped_by = None
-    with _StopRequest() as stop:
+    with _StopRequest() as stop, _saves_finished_on_error(checkpointer):
         for step in range(start + 1, t.steps + 1):
+            if step > phase_end:
+                phase_index += 1
+                phase_end += phases[phase_index].steps
+                data = open_phase(phase_index, None)
+            phase = phases[phase_index]
             batch = next(data)
             state, step_metrics = run.train_step(
                 state, mesh_lib.put_batch(batch, run.mesh)
             )
             timer.add(run.task.tokens(batch))
             record: dict[str, float] = {}
-            if step % t.log_every == 0 or step == t.steps:
+            if step % t.log_every == 0 or step == t.steps or step == phase_end:
                 values = jax.device_get(step_metrics)
                 if not np.isfinite(values["loss"]):
                     raise FloatingPointError(
@@ -288,19 +515,32 @@ def train(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
             evaluated = step % t.eval_every == 0 or step == t.steps
             if evaluated:
                 with timer.paused():  # evaluation is not training throughput
-                    last_eval = evaluate_state(run, state, eval_data, t.eval_batches)
+                    last_eval = evaluate_state(
+                        run, state, phase.eval_data, t.eval_batches
+                    )
                 record.update(last_eval)
+            ended = step == phase_end and phase.end is not None
+            if ended:
+                with timer.paused():
+                    state, host, extra = phase.end(run, state, host)
+                record.update(extra)
             if record:
                 writer.write(step, record)
                 bar.update(step, record)
-            if step % t.checkpoint_every == 0 or step == t.steps or stop.signum:
+            if (
+                step % t.checkpoint_every == 0
+                or step == t.steps
+                or ended
+                or stop.signum
+            ):
                 with timer.paused():
                     checkpointer.save(
                         step,
                         state,
-                        data_state=data.get_state(),
+                        data_state={"phase": phase_index, "iterator": data.get_state()},
                         config=config_lib.to_dict(config),
                         metrics=last_eval if evaluated else None,
+                        host=host,
                     )
             if stop.signum:
                 stopped_by = signal.Signals(stop.signum).name
@@ -309,7 +549,9 @@ def train(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
     bar.close()
     writer.close()
     final_step = step if t.steps > start else start
-    result = Result(step=final_step, metrics=last_eval, stopped_by=stopped_by)
+    result = Result(
+        step=final_step, metrics=last_eval, stopped_by=stopped_by, host=host
+    )
     if stopped_by is None and config.task == "lm" and t.sample_prompt:
         result.sample = sample_text(run, state, t.sample_prompt)
     checkpointer.close()
@@ -343,12 +585,20 @@ def _warn_config_changes(saved: dict, config: config_lib.Config) -> None:
         print("resuming with a changed config: " + "; ".join(changed), file=sys.stderr)
 
 
-def restore_run(workdir: str | pathlib.Path, *, which: str = "latest"):
+def restore_run(
+    workdir: str | pathlib.Path,
+    *,
+    which: str = "latest",
+    task=None,
+    extension: extension_lib.Extension | None = None,
+):
     """Rebuilds a run from ``workdir/config.json`` and restores a checkpoint.
 
     Args:
       workdir: a training work directory.
       which: ``"latest"`` or ``"best"`` (by ``train.best_metric``), or a step number.
+      task, extension: as given to ``train`` for this run (defaults: the config's
+        registered task, no extension).
 
     Returns:
       ``(run, state, step)``.
@@ -358,7 +608,7 @@ def restore_run(workdir: str | pathlib.Path, *, which: str = "latest"):
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {workdir} a training workdir?")
     config = config_lib.load_json(path)
-    run = build(config)
+    run = build(config, task=task, extension=extension)
     t = config.train
     checkpointer = checkpoint_lib.Checkpointer(
         workdir / "checkpoints", keep=t.keep_checkpoints, best_metric=t.best_metric,
