@@ -2,6 +2,9 @@
 
 * ``seqjax train --config configs/NAME.py[:VARIANT] --workdir DIR [key=value ...]``:
   trains, evaluates and checkpoints; rerunning on the same ``DIR`` resumes.
+* ``seqjax cl --config configs/cl_NAME.py[:VARIANT] --workdir DIR [key=value ...]``:
+  continual learning: trains on a stream of tasks with a strategy, writes the
+  accuracy matrix, its metrics and plots to ``DIR/cl/``; rerunning resumes.
 * ``seqjax eval --workdir DIR [--best]``: evaluates the latest (or best) checkpoint.
 * ``seqjax generate --workdir DIR --prompt TEXT``: samples from a language model.
 * ``seqjax plot --workdir DIR``: writes loss-curve PNGs from ``DIR/metrics.jsonl``.
@@ -85,6 +88,40 @@ def _train(args) -> int:
     return 0
 
 
+def _cl(args) -> int:
+    from seqjax import config as config_lib
+
+    try:
+        config = config_lib.load_config(args.config)
+        config = config_lib.apply_overrides(config, args.overrides)
+        from seqjax.cl import runner
+
+        result = runner.run(config, args.workdir)
+    except config_lib.ConfigError as e:
+        print(f"seqjax cl: {e}", file=sys.stderr)
+        return 2
+    if result.train.stopped_by:
+        print(
+            f"stopped by {result.train.stopped_by} at step {result.train.step}; "
+            "checkpoint saved. Rerun the same command to resume."
+        )
+        return 130 if result.train.stopped_by == "SIGINT" else 143
+    table = result.files.get("markdown")
+    if table is not None:
+        print("\n" + table.read_text())
+    workdir = pathlib.Path(args.workdir)
+    print(
+        "where everything is:\n"
+        f"  report        {workdir / 'cl' / 'cl_report.md'}\n"
+        f"  plots         {workdir / 'cl' / 'r_matrix.png'}, "
+        f"{workdir / 'cl' / 'task_accuracy.png'}\n"
+        f"  matrix        {workdir / 'cl' / 'cl_matrix.csv'}\n"
+        f"  metrics       {workdir / 'metrics.jsonl'} (cl/acc, cl/bwt, ...)\n"
+        f"  checkpoints   {workdir / 'checkpoints'}\n"
+    )
+    return 0
+
+
 def _eval(args) -> int:
     from seqjax.train import trainer
 
@@ -128,6 +165,14 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--workdir", required=True, help="run directory (resumes)")
     train.add_argument("overrides", nargs="*", help="key=value, e.g. train.steps=100")
     train.set_defaults(fn=_train)
+
+    cl = commands.add_parser(
+        "cl", help="continual learning: train (or resume) on a stream of tasks"
+    )
+    cl.add_argument("--config", required=True, help="configs/cl_NAME.py[:VARIANT]")
+    cl.add_argument("--workdir", required=True, help="run directory (resumes)")
+    cl.add_argument("overrides", nargs="*", help="key=value, e.g. cl.strategy=ewc")
+    cl.set_defaults(fn=_cl)
 
     ev = commands.add_parser("eval", help="evaluate a checkpoint")
     ev.add_argument("--workdir", required=True)

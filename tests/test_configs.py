@@ -16,7 +16,7 @@ def test_every_config_loads_with_its_tiny_variant(path):
     config = config_lib.load_config(path)
     config_lib.validate(config)
     text = path.read_text()
-    assert "seqjax train --config" in text, (
+    assert "seqjax train --config" in text or "seqjax cl --config" in text, (
         "the docstring gives the command that runs it"
     )
     variant = "tiny" if "tiny" in text else "smoke"

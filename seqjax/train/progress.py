@@ -128,6 +128,7 @@ class Progress:
         self._step = initial
         self._last_line_step: int | None = None
         self._bar: Any = None
+        self._phase: tuple[str, int, int] | None = None
         if not enabled or mode == "off":
             self.mode = "off"
         elif mode == "auto":
@@ -180,12 +181,27 @@ class Progress:
             self._start = (self._clock(), step)
         self._step = step
         if self.mode == "bar":
+            if self._phase is not None:
+                self._bar.set_description_str(self._phase_text(), refresh=False)
             self._bar.set_postfix_str(self._postfix(), refresh=False)
             self._bar.update(step - self._bar.n)
         elif self.mode == "lines":
             due = step % self.log_every == 0 or step == self.total
             if due and step != self._last_line_step:
                 self._print_line()
+
+    def set_phase(self, label: str, first_step: int, steps: int) -> None:
+        """Shows ``label`` and the step inside a phase of ``steps`` steps that
+        starts at global step ``first_step`` (e.g. a task of a continual-learning
+        stream: ``"task 2/5 (digits 2-3) 30/100"``)."""
+        self._phase = (label, first_step, steps)
+        if self.mode == "bar":
+            self._bar.set_description_str(self._phase_text(), refresh=False)
+
+    def _phase_text(self) -> str:
+        label, first, steps = self._phase
+        inside = min(max(self._step - first + 1, 0), steps)
+        return f"{label} {inside}/{steps}"
 
     def _shown(self) -> list[str]:
         order = list(SHOWN.values())
@@ -201,6 +217,8 @@ class Progress:
         """The current status as one line (what line mode prints)."""
         percent = 100.0 * self._step / self.total if self.total else 100.0
         parts = [f"step {self._step}/{self.total} ({percent:.1f}%)", *self._shown()]
+        if self._phase is not None:
+            parts.insert(0, self._phase_text())
         if self._step < self.total:
             parts.append(f"eta {format_duration(self.eta())}")
         return " | ".join(parts)

@@ -481,6 +481,15 @@ def train(
     data = open_phase(phase_index, data_state["iterator"] if resumes_phase else None)
     phase_end = sum(p.steps for p in phases[: phase_index + 1])
     bar = progress.Progress(t.steps, initial=start, enabled=t.progress)
+
+    def show_phase(index: int) -> None:
+        if phases[index].name:
+            label = f"{phases[index].name} ({index + 1}/{len(phases)})"
+            bar.set_phase(
+                label, phase_end - phases[index].steps + 1, phases[index].steps
+            )
+
+    show_phase(phase_index)
     timer = metrics_lib.Throughput()
     last_eval: dict[str, float] = {}
     stopped_by = None
@@ -490,6 +499,7 @@ def train(
                 phase_index += 1
                 phase_end += phases[phase_index].steps
                 data = open_phase(phase_index, None)
+                show_phase(phase_index)
             phase = phases[phase_index]
             batch = next(data)
             state, step_metrics = run.train_step(
