@@ -40,6 +40,7 @@ from seqjax.cl import strategy as strategy_lib
 from seqjax.cl import streams as streams_lib
 from seqjax.cl import task as task_lib
 from seqjax.tasks import classification
+from seqjax.train import checkpoint as checkpoint_lib
 from seqjax.train import trainer
 
 REPORT_DIR = "cl"
@@ -80,13 +81,13 @@ def resolve(config: config_lib.Config) -> tuple[config_lib.Config, Any]:
     return config, stream
 
 
-def _with_weights(records: grain.MapDataset) -> grain.MapDataset:
+def with_weights(records: grain.MapDataset) -> grain.MapDataset:
     return records.map(lambda r: {**r, "weights": np.float32(1.0)})
 
 
 def stream_spec(config, stream, train_records) -> strategy_lib.StreamSpec:
     """What a strategy may know of ``stream`` (see ``StreamSpec``)."""
-    first = _with_weights(stream.experiences[0].train)[0]
+    first = with_weights(stream.experiences[0].train)[0]
     example = {
         k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype)
         for k, v in first.items()
@@ -116,7 +117,7 @@ def training_records(stream, data: str, index: int) -> grain.MapDataset:
     return grain.MapDataset.concatenate([e.train for e in chosen])
 
 
-def _task_batches(config, records: grain.MapDataset, seed: int):
+def task_batches(config, records: grain.MapDataset, seed: int):
     """One pass over ``records`` in a seeded order, in training-size batches padded
     with weight-0 rows (for ``TaskEnd.batches``)."""
 
@@ -162,8 +163,8 @@ def run(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
             f"than one batch (data.batch_size={config.data.batch_size}); raise "
             "cl.train_examples or lower data.batch_size"
         )
-    tests = [_with_weights(e.test) for e in stream.experiences]
-    trains = [_with_weights(r) for r in records]
+    tests = [with_weights(e.test) for e in stream.experiences]
+    trains = [with_weights(r) for r in records]
     batched = [
         classification.batched(config, trains[k], tests[k], process, processes)
         for k in range(count)
@@ -196,7 +197,7 @@ def run(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
                         state=run.extension_state(state),
                         params=run.params(state),
                         ctx=run.context(state),
-                        batches=_task_batches(
+                        batches=task_batches(
                             config, trains[index], config.data.seed + index
                         ),
                     )
@@ -245,6 +246,39 @@ def run(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
         files=write(host) if "b" in host else {},
         train=result,
     )
+
+
+def restore(workdir: str | pathlib.Path, *, which: str = "latest"):
+    """The run, train state and host dict (``R``, ``b``) of a continual-learning
+    workdir's checkpoint (``which``: ``"latest"`` or a step number).
+
+    Returns:
+      ``(run, state, step, host)``.
+    """
+    workdir = pathlib.Path(workdir)
+    path = workdir / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {workdir} a workdir?")
+    config, stream = resolve(config_lib.load_json(path))
+    spec = stream_spec(config, stream, [e.train for e in stream.experiences])
+    strategy = strategies.make_strategy(
+        config.cl.strategy, dict(config.cl.strategy_options), spec
+    )
+    run = trainer.build(
+        config,
+        task=task_lib.StreamClassification(stream),
+        extension=strategy.extension,
+    )
+    checkpointer = checkpoint_lib.Checkpointer(
+        workdir / "checkpoints", keep=config.train.keep_checkpoints, best_metric=None
+    )
+    restored = checkpointer.restore(
+        run.abstract_state, None if which == "latest" else int(which)
+    )
+    checkpointer.close()
+    if restored is None:
+        raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
+    return run, restored["state"], restored["step"], restored["host"]
 
 
 def _matrix(host: dict, count: int) -> np.ndarray:
