@@ -240,7 +240,9 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
 def main(argv=None) -> pathlib.Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    parser.add_argument("--out", default=str(ROOT / "runs" / "cl_benchmarks"))
+    parser.add_argument("--out", default=str(ROOT / "runs" / "cl_benchmarks"),
+                        help="where the tables go")  # fmt: skip
+    parser.add_argument("--runs", help="where the run workdirs go (default OUT/runs)")
     parser.add_argument("--mnist-dir", default=os.environ.get("SEQJAX_MNIST_DIR"))
     parser.add_argument("--streams", nargs="+", choices=list(CONFIGS),
                         default=list(CONFIGS))  # fmt: skip
@@ -255,7 +257,8 @@ def main(argv=None) -> pathlib.Path:
     preset = PRESETS[args.preset]
     seeds = args.seeds or list(preset["seeds"])
     out = pathlib.Path(args.out)
-    (out / "runs").mkdir(parents=True, exist_ok=True)
+    runs = pathlib.Path(args.runs) if args.runs else out / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
     cells = [
         (stream, strategy, seed)
         for stream in args.streams
@@ -269,12 +272,12 @@ def main(argv=None) -> pathlib.Path:
         ]
     )
     print(f"continual-learning benchmarks on {benchlib.device_description()}: "
-          f"{len(cells)} runs in {out / 'runs'}", flush=True)  # fmt: skip
+          f"{len(cells)} runs in {runs}", flush=True)  # fmt: skip
     start = time.perf_counter()
     results = {}
     for i, (stream, strategy, seed) in enumerate(cells, 1):
         config = cell_config(stream, strategy, seed, args.preset, args)
-        workdir = out / "runs" / f"{stream}-{strategy}-s{seed}"
+        workdir = runs / f"{stream}-{strategy}-s{seed}"
         print(f"[{i}/{len(cells)}] {stream} {strategy} seed {seed} ...", flush=True)
         results[stream, strategy, seed] = r = run_cell(config, workdir)
         s = r["summary"]
@@ -322,8 +325,7 @@ def main(argv=None) -> pathlib.Path:
         writer.writerow(header)
         writer.writerows(table)
     plot(rows, stem.with_suffix(".png"))
-    example = CONFIGS[args.streams[0]]
-    base = config_lib.load_config(example, preset["variant"])
+    base = cell_config(args.streams[0], "naive", seeds[0], args.preset, args)
     images = (
         "MNIST t10k only: 8,000 train / 2,000 test"
         if base.data.options.get("splits") == "t10k"

@@ -122,8 +122,22 @@ def _cl(args) -> int:
     return 0
 
 
+def _continual_workdir(workdir: str) -> bool:
+    path = pathlib.Path(workdir) / "config.json"
+    return path.is_file() and json.loads(path.read_text()).get("task") == "continual"
+
+
 def _eval(args) -> int:
     from seqjax.train import trainer
+
+    if _continual_workdir(args.workdir):
+        print(
+            f"seqjax eval: {args.workdir} is a continual-learning run; its accuracy "
+            f"matrix and metrics are in {pathlib.Path(args.workdir) / 'cl'}/ "
+            "(rerun its `seqjax cl` command to finish it or rewrite them)",
+            file=sys.stderr,
+        )
+        return 2
 
     metrics = trainer.evaluate(args.workdir, which="best" if args.best else args.step)
     print(json.dumps(metrics))
