@@ -6,8 +6,9 @@ transform the batch and the gradients, and carry state of its own. An ``Extensio
 supplies these as pure functions of an explicit state pytree, in the shape of an
 optax ``GradientTransformation``: ``init`` builds the state from the parameters, the
 other functions read it and return a new one. The state lives in the train state
-beside the model and optimizer (``TrainState.extension``), is replicated across the
-mesh, donated with the rest, and saved and restored by every checkpoint, so a run
+beside the model and optimizer (``TrainState.extension``), is sharded over the mesh
+by the parameters' rules (a leaf shaped like a parameter is placed like it), donated
+with the rest, and saved and restored by every checkpoint, so a run
 with an extension resumes exactly like one without.
 
 Inside the jitted train step, for a batch ``x``:

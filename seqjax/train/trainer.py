@@ -187,8 +187,13 @@ def build(
 
         abstract_extension = jax.eval_shape(create_extension, abstract_state)
         abstract_state = extension_lib.TrainState(abstract_state, abstract_extension)
+        # The extension's state follows the parameters' rules (by shape), so a copy
+        # of the parameters (EWC's anchor, its Fisher) is sharded like them.
         shardings = extension_lib.TrainState(
-            shardings, jax.tree.map(lambda _: replicated, abstract_extension)
+            shardings,
+            mesh_lib.state_shardings(
+                abstract_extension, mesh, config.mesh.fsdp_min_size
+            ),
         )
     abstract_state = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),

@@ -239,3 +239,28 @@ def test_phase_steps_must_add_up_to_train_steps(tmp_path):
             extension=norm_extension(),
             phases=lambda run: phases_with(run, []),
         )
+
+
+def test_extension_state_is_sharded_like_the_parameters():
+    """On 2 devices with FSDP, a copy of the parameters in the extension state gets
+    each parameter's sharding; a scalar is replicated."""
+    if jax.device_count() < 2:
+        pytest.skip("needs 2 devices")
+    config = tiny(**{"mesh.data": 1, "mesh.fsdp": 2, "mesh.fsdp_min_size": 64})
+    ext = extension_lib.Extension(
+        init=lambda params: {
+            "anchor": jax.tree.map(jnp.array, params),
+            "count": jnp.zeros((), jnp.int32),
+        }
+    )
+    run = trainer.build(config, extension=ext)
+    state = run.init_state()
+    params = run.params(state)
+    anchor = state.extension["anchor"]
+    sharded = 0
+    for p, a in zip(jax.tree.leaves(params), jax.tree.leaves(anchor), strict=True):
+        assert a.sharding.is_equivalent_to(p.sharding, p.ndim)
+        sharded += not p.sharding.is_fully_replicated
+    assert sharded > 0  # the check above compared some split arrays
+    assert state.extension["count"].sharding.is_fully_replicated
+    state, _ = run.train_step(state, first_batch(run))  # and the step runs
