@@ -211,10 +211,10 @@ def build(
 
     init_state = jax.jit(initial_state, out_shardings=shardings)
 
-    def train_step(state, batch):
-        model, optimizer = nnx.merge(graphdef, state)
-        model.train()
-        grad_fn = nnx.value_and_grad(lambda m, b: task.loss(m, b), has_aux=True)
+    def mean_gradient(loss_fn, model, batch):
+        """``(mean loss, mean gradient)`` of ``loss_fn(model, batch) -> (loss, aux)``
+        over ``accumulate`` micro-batches."""
+        grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
         rows = jax.tree.leaves(batch)[0].shape[0]
         # Micro-batch i takes every accumulate-th row, so each one spans all devices.
         micro = jax.tree.map(
@@ -225,10 +225,15 @@ def build(
             (value, _), g = grad_fn(model, jax.tree.map(lambda x, i=i: x[:, i], micro))
             grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
             loss = loss + value
-        grads = jax.tree.map(lambda g: g / accumulate, grads)
+        return loss / accumulate, jax.tree.map(lambda g: g / accumulate, grads)
+
+    def train_step(state, batch):
+        model, optimizer = nnx.merge(graphdef, state)
+        model.train()
+        loss, grads = mean_gradient(lambda m, b: task.loss(m, b), model, batch)
         optimizer.update(model, grads)
         norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-        metrics = {"loss": loss / accumulate, "grad_norm": norm}
+        metrics = {"loss": loss, "grad_norm": norm}
         return nnx.state((model, optimizer)), metrics
 
     def train_step_extended(state, batch):
@@ -247,17 +252,7 @@ def build(
                 value = value + extension.loss(ext, nnx.state(m, nnx.Param), b, ctx)
             return value, sums
 
-        grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
-        rows = jax.tree.leaves(batch)[0].shape[0]
-        micro = jax.tree.map(
-            lambda x: x.reshape((rows // accumulate, accumulate) + x.shape[1:]), batch
-        )
-        grads, loss = None, 0.0
-        for i in range(accumulate):
-            (value, _), g = grad_fn(model, jax.tree.map(lambda x, i=i: x[:, i], micro))
-            grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
-            loss = loss + value
-        grads = jax.tree.map(lambda g: g / accumulate, grads)
+        loss, grads = mean_gradient(loss_fn, model, batch)
         old_params = jax.tree.map(lambda x: x, nnx.state(model, nnx.Param))
         if extension.grads is not None:
             grads = extension.grads(ext, grads, old_params, batch, ctx)
@@ -266,7 +261,7 @@ def build(
             new_params = jax.tree.map(lambda x: x, nnx.state(model, nnx.Param))
             ext = extension.update(ext, old_params, new_params, grads, original)
         norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-        metrics = {"loss": loss / accumulate, "grad_norm": norm}
+        metrics = {"loss": loss, "grad_norm": norm}
         return extension_lib.TrainState(nnx.state((model, optimizer)), ext), metrics
 
     def eval_step(state, batch):
