@@ -42,7 +42,8 @@ class StreamClassification:
 
     Implements the ``seqjax.tasks.Task`` protocol (its data come from the phases
     that ``seqjax.cl.runner`` gives the trainer) plus ``outputs(model, batch)``,
-    the raw logits, for strategies that distil or inspect them.
+    the raw logits, for strategies that distil or inspect them, and
+    ``loss_from_outputs(logits, batch)``.
     """
 
     name = "continual"
@@ -82,11 +83,15 @@ class StreamClassification:
         allowed = jnp.asarray(self.masks)[task]
         return jnp.where(allowed, logits, MASKED)
 
-    def loss(self, model, batch):
-        logits = self.masked(self.outputs(model, batch), batch["task"])
+    def loss_from_outputs(self, logits: jax.Array, batch):
+        """The loss and sums of raw ``logits`` (lets the trainer run the model once
+        when an extension also needs the outputs)."""
         return classification.classification_sums(
-            logits, batch["targets"], batch["weights"]
+            self.masked(logits, batch["task"]), batch["targets"], batch["weights"]
         )
+
+    def loss(self, model, batch):
+        return self.loss_from_outputs(self.outputs(model, batch), batch)
 
     def summarize(self, sums):
         return classification.summarize_sums(sums)

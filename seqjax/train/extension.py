@@ -21,10 +21,14 @@ Inside the jitted train step, for a batch ``x``:
    \\theta' = \\mathrm{optimizer}(\\theta, g);\\quad
    s' = \\mathrm{update}(s, \\theta, \\theta', g, x)
 
-Every function but ``init`` is optional. Host-side work between stretches of
-training (a Fisher estimate at the end of a task, say) is a ``Phase`` callback of
-``seqjax.train.trainer.train``, which may replace the extension state through
-``Run.with_extension``.
+Every function but ``init`` is optional. When the task also has
+``loss_from_outputs(outputs, batch)``, the model runs once per micro-batch:
+``ctx.outputs(params, batch)`` called by ``loss`` with the very ``params`` and
+``batch`` it received returns the outputs the task loss used.
+
+Host-side work between stretches of training (a Fisher estimate at the end of a
+task, say) is a ``Phase`` callback of ``seqjax.train.trainer.train``, which may
+replace the extension state through ``Run.with_extension``.
 
 Why the batch transform runs inside the step: replay draws rows from a buffer that
 is part of the extension state, so drawing them in the step keeps the buffer on the

@@ -118,6 +118,12 @@ def _schedule(config: config_lib.Config):
         ) from None
 
 
+def _add(loss_and_sums, extra):
+    """``(loss + extra, sums)``."""
+    loss, sums = loss_and_sums
+    return loss + extra, sums
+
+
 def _step_context(task, model: nnx.Module) -> extension_lib.StepContext:
     """``model``'s outputs and task loss as pure functions of its parameters."""
     graphdef, _, rest = nnx.split(model, nnx.Param, ...)
@@ -247,10 +253,21 @@ def build(
         ctx = _step_context(task, model)
 
         def loss_fn(m, b):
-            value, sums = task.loss(m, b)
-            if extension.loss is not None:
-                value = value + extension.loss(ext, nnx.state(m, nnx.Param), b, ctx)
-            return value, sums
+            if extension.loss is None:
+                return task.loss(m, b)
+            params = nnx.state(m, nnx.Param)
+            if not hasattr(task, "loss_from_outputs"):
+                return _add(task.loss(m, b), extension.loss(ext, params, b, ctx))
+            # The model runs once: an extension asking for the outputs of these
+            # parameters on this batch (LwF) gets the ones the task loss used.
+            outputs = task.outputs(m, b)
+            shared = ctx._replace(
+                outputs=lambda p, x: (
+                    outputs if p is params and x is b else ctx.outputs(p, x)
+                )
+            )
+            value = extension.loss(ext, params, b, shared)
+            return _add(task.loss_from_outputs(outputs, b), value)
 
         loss, grads = mean_gradient(loss_fn, model, batch)
         old_params = jax.tree.map(lambda x: x, nnx.state(model, nnx.Param))
