@@ -144,10 +144,12 @@ def run(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
     docstring); reruns resume.
 
     Raises:
-      ConfigError: a bad stream, setting, strategy or option (one line naming it).
+      ConfigError: a bad stream, setting, strategy or option (one line naming it),
+        or a workdir holding a run of another stream or strategy.
     """
     workdir = pathlib.Path(workdir)
     config, stream = resolve(config)
+    _check_same_run(config, workdir)
     names = [e.name for e in stream.experiences]
     count = stream.num_tasks
     task = task_lib.StreamClassification(stream)
@@ -246,6 +248,28 @@ def run(config: config_lib.Config, workdir: str | pathlib.Path) -> Result:
         files=write(host) if "b" in host else {},
         train=result,
     )
+
+
+# What a resumed run must share with the run in its workdir: its state's layout and
+# meaning depend on them.
+_FIXED = ("stream", "setting", "num_tasks", "steps_per_task", "strategy",
+          "strategy_options", "train_examples")  # fmt: skip
+
+
+def _check_same_run(config: config_lib.Config, workdir: pathlib.Path) -> None:
+    """Refuses to resume a workdir whose run had another stream or strategy."""
+    path = workdir / "config.json"
+    if not path.is_file():
+        return
+    saved = config_lib.to_dict(config_lib.load_json(path)).get("cl", {})
+    now = config_lib.to_dict(config)["cl"]
+    changed = [k for k in _FIXED if saved.get(k) != now[k]]
+    if changed:
+        k = changed[0]
+        raise config_lib.ConfigError(
+            f"{workdir} holds a run with cl.{k}={saved.get(k)!r}, not {now[k]!r}: "
+            "use another --workdir, or the same settings to resume it"
+        )
 
 
 def restore(workdir: str | pathlib.Path, *, which: str = "latest"):

@@ -187,3 +187,15 @@ def test_bad_input_is_one_line_naming_the_key_and_exit_code_2(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and named in err, err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resuming_with_another_strategy_is_refused_and_changes_nothing(tmp_path):
+    runner.run(micro("cl.steps_per_task=2", "train.checkpoint_every=2"), tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(config_lib.ConfigError, match="cl.strategy='naive'"):
+        runner.run(
+            micro("cl.steps_per_task=2", "train.checkpoint_every=2", "cl.strategy=si"),
+            tmp_path,
+        )
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before

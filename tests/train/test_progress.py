@@ -150,3 +150,12 @@ def test_update_out_of_range():
 def test_docstring_examples():
     result = doctest.testmod(progress, verbose=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_phase_label_shows_the_step_inside_the_phase():
+    out = io.StringIO()
+    bar = progress.Progress(20, log_every=5, stream=out, mode="lines")
+    bar.set_phase("task digits 2-3 (2/4)", first_step=6, steps=5)
+    bar.update(10, {"train/loss": 1.0})
+    bar.close()
+    assert out.getvalue().startswith("task digits 2-3 (2/4) 5/5 | step 10/20")
