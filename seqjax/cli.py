@@ -58,7 +58,14 @@ def _train(args) -> int:
     except config_lib.ConfigError as e:
         raise SystemExit(f"seqjax train: {e}") from None
     workdir = pathlib.Path(args.workdir)
-    result = trainer.train(config, workdir)
+    try:
+        result = trainer.train(config, workdir)
+    except config_lib.ConfigError as e:  # a busy workdir, checkpoints of another run
+        print(f"seqjax train: {e}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:  # diverged; the last finite checkpoint is kept
+        print(f"seqjax train: {e}", file=sys.stderr)
+        return 1
     if result.stopped_by:
         print(
             f"stopped by {result.stopped_by} at step {result.step}; checkpoint saved. "
@@ -100,6 +107,9 @@ def _cl(args) -> int:
     except config_lib.ConfigError as e:
         print(f"seqjax cl: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # diverged; the last finite checkpoint is kept
+        print(f"seqjax cl: {e}", file=sys.stderr)
+        return 1
     if result.train.stopped_by:
         print(
             f"stopped by {result.train.stopped_by} at step {result.train.step}; "

@@ -9,22 +9,46 @@ devices and on a pod slice. Gradient accumulation averages micro-batch gradients
 the step. Rerunning ``train`` on the same work directory resumes from the newest
 readable checkpoint, restoring the state, the data iterator's position and the metrics
 log, so N steps straight and k steps, a kill and N-k more give identical parameters.
+
+What ``train`` guarantees about the files in its work directory:
+
+* **No non-finite state is saved.** The train step also returns ``finite``, one
+  device bool: the loss, the gradient norm and the updated parameters are finite
+  (then so are the optimizer's moments, which only add finite gradients). The flags
+  stay on the device until the loop is about to log, evaluate or save, and are then
+  read in one transfer (no host sync per step). At the first non-finite step
+  training stops with a one-line ``FloatingPointError`` naming it, before that
+  state is saved: the keep-last-N rotation never runs on a bad state, so the last
+  finite checkpoint stays on disk and a rerun with better settings resumes from it.
+* **``config.json`` describes the checkpoints.** It is written only after the
+  checkpoints were restored (or found absent). A rerun whose config gives a state
+  of another layout than the saved one (``optim.grad_clip_norm=none`` changes the
+  optimizer's state) fails with a ``ConfigError`` listing the changed keys, and
+  leaves ``config.json`` and the checkpoints as they were.
+* **One trainer per work directory.** ``train`` holds an exclusive ``flock`` on
+  ``DIR/.lock`` (holding its pid and host) from start to end; a second one fails at
+  once with a ``ConfigError``. The kernel drops the lock when the process exits,
+  however it exits, so no stale lock is left behind.
+* **The best checkpoint survives a resume** (see ``checkpoint.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import pathlib
 import signal
+import socket
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from seqjax import config as config_lib
@@ -122,6 +146,27 @@ def _add(loss_and_sums, extra):
     """``(loss + extra, sums)``."""
     loss, sums = loss_and_sums
     return loss + extra, sums
+
+
+def _all_finite(tree) -> jax.Array:
+    """One bool: every floating-point leaf of ``tree`` is finite."""
+    flags = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(tree)
+        if jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
+
+
+def _step_metrics(loss, grads, model: nnx.Module) -> dict[str, jax.Array]:
+    """The train step's metrics: ``loss``, ``grad_norm`` (the global norm of
+    ``grads``) and ``finite``: the loss, the gradient norm and the updated model's
+    parameters are finite. (The optimizer's moments are then finite too: they
+    only ever add finite gradients to finite values.)"""
+    norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+    params = nnx.state(model, nnx.Param)
+    finite = jnp.isfinite(loss) & jnp.isfinite(norm) & _all_finite(params)
+    return {"loss": loss, "grad_norm": norm, "finite": finite}
 
 
 def _step_context(task, model: nnx.Module) -> extension_lib.StepContext:
@@ -238,9 +283,7 @@ def build(
         model.train()
         loss, grads = mean_gradient(lambda m, b: task.loss(m, b), model, batch)
         optimizer.update(model, grads)
-        norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-        metrics = {"loss": loss, "grad_norm": norm}
-        return nnx.state((model, optimizer)), metrics
+        return nnx.state((model, optimizer)), _step_metrics(loss, grads, model)
 
     def train_step_extended(state, batch):
         """The train step with the extension's batch, loss, gradient and state
@@ -277,8 +320,7 @@ def build(
         if extension.update is not None:
             new_params = jax.tree.map(lambda x: x, nnx.state(model, nnx.Param))
             ext = extension.update(ext, old_params, new_params, grads, original)
-        norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-        metrics = {"loss": loss, "grad_norm": norm}
+        metrics = _step_metrics(loss, grads, model)
         return extension_lib.TrainState(nnx.state((model, optimizer)), ext), metrics
 
     def eval_step(state, batch):
@@ -366,6 +408,92 @@ def _saves_finished_on_error(checkpointer: checkpoint_lib.Checkpointer):
         raise
 
 
+class _FiniteGuard:
+    """Stops training at the first non-finite step, before its state is used.
+
+    ``add`` keeps each step's ``finite`` flag on the device (no host sync per step);
+    ``check``, called before a log, an evaluation or a save, reads the pending flags
+    in one transfer and raises at the first false one.
+
+    Args:
+      config: the run's config (for the advice in the message).
+      last_saved: the step of the newest checkpoint on disk, or None.
+    """
+
+    def __init__(self, config: config_lib.Config, last_saved: int | None):
+        self.config = config
+        self.last_saved = last_saved
+        self._pending: list[tuple[int, jax.Array]] = []
+
+    def add(self, step: int, metrics: dict) -> None:
+        self._pending.append((step, metrics["finite"]))
+
+    def check(self) -> None:
+        """Raises ``FloatingPointError`` if a pending step was not finite.
+
+        Raises:
+          FloatingPointError: one line naming the first non-finite step and the
+            last checkpoint kept, with what to change.
+        """
+        pending, self._pending = self._pending, []
+        flags = jax.device_get([flag for _, flag in pending])
+        bad = [step for (step, _), ok in zip(pending, flags, strict=True) if not ok]
+        if not bad:
+            return
+        kept = (
+            "no checkpoint was saved"
+            if self.last_saved is None
+            else f"the last finite checkpoint (step {self.last_saved}) is kept"
+        )
+        clip = self.config.optim.grad_clip_norm is None
+        raise FloatingPointError(
+            f"training diverged at step {bad[0]}: its loss, gradients or new state are "
+            f"not finite, so it was not saved and {kept}; lower "
+            "optim.learning_rate" + (" or set optim.grad_clip_norm" if clip else "")
+        )
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: pathlib.Path):
+    """Holds ``workdir/.lock`` exclusively while the body runs.
+
+    The lock is an ``fcntl.flock`` on the open file, which the kernel drops when the
+    process exits however it exits, so it cannot go stale; the file holds the
+    holder's pid and host for the message. Where the file system does not support
+    locks it warns and goes on unlocked.
+
+    Raises:
+      ConfigError: another trainer holds the lock.
+    """
+    with open(workdir / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise config_lib.ConfigError(
+                f"{workdir} is in use by {holder}: wait for that run to end or use "
+                "another workdir"
+            ) from None
+        except OSError as e:
+            warnings.warn(
+                f"cannot lock {workdir} ({e}); make sure no other trainer uses it",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            locked = False
+        else:
+            locked = True
+            f.truncate(0)
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            f.flush()
+        try:
+            yield
+        finally:
+            if locked:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @dataclasses.dataclass
 class Result:
     """What ``train`` returns: the final step, metrics, and why it stopped."""
@@ -439,9 +567,23 @@ def train(
         phase over the task's datasets.
       on_start: ``on_start(run, state, host) -> (host, record)``, called once
         before the first step of a fresh run (not on resume).
+
+    Raises:
+      ConfigError: another trainer uses ``workdir``, or its checkpoints hold the
+        state of a run with other settings.
+      FloatingPointError: a step's loss, gradients or new state are not finite
+        (nothing after the last finite checkpoint is saved).
     """
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    # One lock per run: on several hosts, process 0 holds it for them all.
+    lock = _workdir_lock(workdir) if jax.process_index() == 0 else None
+    with lock or contextlib.nullcontext():
+        return _train(config, workdir, task, extension, phases, on_start)
+
+
+def _train(config, workdir, task, extension, phases, on_start) -> Result:
+    """``train``'s body, run while holding the work directory's lock."""
     t = config.train
     run = build(config, task=task, extension=extension)
     if phases is None:
@@ -456,14 +598,25 @@ def train(
             f"the phases' steps {[p.steps for p in phases]} must be >= 1 and add up "
             f"to train.steps ({t.steps})"
         )
-    config_lib.save_json(config, workdir / "config.json")
     checkpointer = checkpoint_lib.Checkpointer(
         workdir / "checkpoints",
         keep=t.keep_checkpoints,
         best_metric=t.best_metric,
         best_mode=t.best_mode,
     )
-    restored = checkpointer.restore(run.abstract_state)
+    try:
+        restored = checkpointer.restore(run.abstract_state)
+    except checkpoint_lib.StateMismatchError as e:
+        checkpointer.close()
+        saved = e.config if e.config is not None else _saved_config(workdir)
+        changed = "; ".join(_config_changes(saved or {}, config)) or (
+            "none; the task, extension or code differs"
+        )
+        raise config_lib.ConfigError(
+            f"the checkpoints in {workdir} hold a run with a different state "
+            f"(changed keys: {changed}): use the saved config or another workdir"
+        ) from None
+    config_lib.save_json(config, workdir / "config.json")
     host: dict = {}
     if restored is None:
         state, start, data_state = run.init_state(), 0, None
@@ -508,6 +661,7 @@ def train(
 
     show_phase(phase_index)
     timer = metrics_lib.Throughput()
+    guard = _FiniteGuard(config, start if restored is not None else None)
     last_eval: dict[str, float] = {}
     stopped_by = None
     with _StopRequest() as stop, _saves_finished_on_error(checkpointer):
@@ -523,14 +677,14 @@ def train(
                 state, mesh_lib.put_batch(batch, run.mesh)
             )
             timer.add(run.task.tokens(batch))
+            guard.add(step, step_metrics)
             record: dict[str, float] = {}
-            if step % t.log_every == 0 or step == t.steps or step == phase_end:
+            logged = step % t.log_every == 0 or step == t.steps or step == phase_end
+            evaluated = step % t.eval_every == 0 or step == t.steps
+            if logged or evaluated:
+                guard.check()
+            if logged:
                 values = jax.device_get(step_metrics)
-                if not np.isfinite(values["loss"]):
-                    raise FloatingPointError(
-                        f"training loss is {values['loss']} at step {step}; lower "
-                        "optim.learning_rate or set optim.grad_clip_norm"
-                    )
                 record.update(
                     {
                         "train/loss": float(values["loss"]),
@@ -539,7 +693,6 @@ def train(
                         **timer.rates(),
                     }
                 )
-            evaluated = step % t.eval_every == 0 or step == t.steps
             if evaluated:
                 with timer.paused():  # evaluation is not training throughput
                     last_eval = evaluate_state(
@@ -560,6 +713,7 @@ def train(
                 or ended
                 or stop.signum
             ):
+                guard.check()
                 with timer.paused():
                     checkpointer.save(
                         step,
@@ -569,6 +723,7 @@ def train(
                         metrics=last_eval if evaluated else None,
                         host=host,
                     )
+                guard.last_saved = step
             if stop.signum:
                 stopped_by = signal.Signals(stop.signum).name
                 break
@@ -599,15 +754,34 @@ def sample_text(run: Run, state, prompt: str, *, max_tokens=None, seed=0) -> str
     )
 
 
+def _config_changes(saved: dict, config: config_lib.Config) -> list[str]:
+    """``"key: old -> new"`` for each config key whose value differs from ``saved``
+    (a ``config_lib.to_dict`` of an earlier config); sections missing from
+    ``saved`` are skipped."""
+    changes = []
+    for name, value in config_lib.to_dict(config).items():
+        old = saved.get(name)
+        if not isinstance(value, dict):
+            if old != value:
+                changes.append(f"{name}: {old!r} -> {value!r}")
+        elif isinstance(old, dict):
+            changes += [
+                f"{name}.{key}: {old.get(key)!r} -> {new!r}"
+                for key, new in value.items()
+                if old.get(key) != new
+            ]
+    return changes
+
+
+def _saved_config(workdir: pathlib.Path) -> dict | None:
+    """The ``config.json`` of ``workdir`` as a dict, or None if there is none."""
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((workdir / "config.json").read_text())
+    return None
+
+
 def _warn_config_changes(saved: dict, config: config_lib.Config) -> None:
-    now = config_lib.to_dict(config)
-    changed = [
-        f"{section}.{key}: {saved[section][key]!r} -> {value!r}"
-        for section, fields in now.items()
-        if isinstance(fields, dict) and isinstance(saved.get(section), dict)
-        for key, value in fields.items()
-        if saved[section].get(key) != value
-    ]
+    changed = _config_changes(saved, config)
     if changed:
         print("resuming with a changed config: " + "; ".join(changed), file=sys.stderr)
 
