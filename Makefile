@@ -28,7 +28,7 @@ demo-clean:
 
 ## test: set up with the test extra, then run the tests (what CI runs).
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q --durations=15
 
 ## test-slow: the heavier tests left out of `make test`.
 test-slow: $(VENV)/.installed-test

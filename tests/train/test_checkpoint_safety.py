@@ -130,6 +130,7 @@ def cli_train(workdir, *overrides) -> list[str]:
             "train.sample_prompt=", *overrides]  # fmt: skip
 
 
+@pytest.mark.slow  # the in-process test above covers the guard; this is the CLI's
 def test_command_line_divergence_on_resume_keeps_the_last_finite_checkpoint(
     tmp_path, capsys
 ):
