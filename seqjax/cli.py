@@ -57,6 +57,14 @@ def _train(args) -> int:
         config = config_lib.apply_overrides(config, args.overrides)
     except config_lib.ConfigError as e:
         raise SystemExit(f"seqjax train: {e}") from None
+    if config.cl.stream:
+        print(
+            f"seqjax train: {args.config} is a continual-learning config "
+            f"(cl.stream={config.cl.stream!r}); run it with `seqjax cl --config "
+            f"{args.config} --workdir {args.workdir}`",
+            file=sys.stderr,
+        )
+        return 2
     workdir = pathlib.Path(args.workdir)
     try:
         result = trainer.train(config, workdir)

@@ -199,3 +199,12 @@ def test_resuming_with_another_strategy_is_refused_and_changes_nothing(tmp_path)
         )
     after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_seqjax_train_on_a_continual_config_points_to_seqjax_cl(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--config", CONFIG, "--workdir", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seqjax cl --config" in err[0]
+    assert not (tmp_path / "run").exists()
