@@ -21,6 +21,19 @@ def bench(monkeypatch):
 
 
 @pytest.mark.skipif(not MNIST.is_dir(), reason="no offline MNIST files")
+def test_one_micro_run_writes_the_table(bench, tmp_path):
+    """The fast smoke test: one run, no timing table."""
+    argv = ["--preset", "micro", "--out", str(tmp_path), "--mnist-dir", str(MNIST),
+            "--streams", "split_mnist", "--strategies", "naive",
+            "--no-timing"]  # fmt: skip
+    path = bench.main(argv)
+    assert "| split_mnist | task | naive |" in path.read_text()
+    assert "87.2" in path.read_text()  # the published number beside ours
+    assert (tmp_path / "runs" / "split_mnist-naive-s0" / "cl" / "result.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not MNIST.is_dir(), reason="no offline MNIST files")
 def test_micro_run_writes_the_table_and_resumes(bench, tmp_path, capsys):
     argv = ["--preset", "micro", "--out", str(tmp_path), "--mnist-dir", str(MNIST),
             "--streams", "split_mnist", "--strategies", "naive", "ewc"]  # fmt: skip
