@@ -18,6 +18,7 @@ import argparse
 import json
 import pathlib
 import runpy
+import shutil
 import sys
 
 BENCHMARKS = {
@@ -48,6 +49,24 @@ def _bench(args) -> None:
     runpy.run_path(str(script), run_name="__main__")
 
 
+def _invocation() -> str:
+    """How to call this command again from the same shell: ``seqjax`` when that is
+    on the PATH, else the path it was started by (``.venv/bin/seqjax``)."""
+    started = pathlib.Path(sys.argv[0])
+    if started.name != "seqjax":
+        return f"{pathlib.Path(sys.executable).name} -m seqjax.cli"
+    found = shutil.which("seqjax")
+    if found and pathlib.Path(found).resolve() == started.resolve():
+        return "seqjax"
+    return str(started)
+
+
+def _tensorboard_line(logdir: pathlib.Path) -> str:
+    if shutil.which("tensorboard"):
+        return f"  tensorboard   tensorboard --logdir {logdir}"
+    return f"  tensorboard   {logdir} (event files; pip install tensorboard to view)"
+
+
 def _train(args) -> int:
     from seqjax import config as config_lib
     from seqjax.train import trainer
@@ -56,7 +75,8 @@ def _train(args) -> int:
         config = config_lib.load_config(args.config)
         config = config_lib.apply_overrides(config, args.overrides)
     except config_lib.ConfigError as e:
-        raise SystemExit(f"seqjax train: {e}") from None
+        print(f"seqjax train: {e}", file=sys.stderr)
+        return 2
     if config.cl.stream:
         print(
             f"seqjax train: {args.config} is a continual-learning config "
@@ -86,20 +106,21 @@ def _train(args) -> int:
         print(config.train.sample_prompt + result.sample)
         print("-" * 60)
     plots_dir = workdir / "plots"
-    print(
-        "\nwhere everything is:\n"
-        f"  config        {workdir / 'config.json'}\n"
-        f"  metrics       {workdir / 'metrics.jsonl'} (one JSON object per event)\n"
-        f"  tensorboard   tensorboard --logdir {workdir / 'tensorboard'}\n"
-        f"  checkpoints   {workdir / 'checkpoints'}\n"
-        f"  plots         {plots_dir}\n"
-        f"  evaluate      seqjax eval --workdir {workdir}\n"
-        + (
-            f"  generate      seqjax generate --workdir {workdir} --prompt 'def '\n"
-            if config.task == "lm"
-            else ""
+    lines = [
+        "\nwhere everything is:",
+        f"  config        {workdir / 'config.json'}",
+        f"  metrics       {workdir / 'metrics.jsonl'} (one JSON object per event)",
+        _tensorboard_line(workdir / "tensorboard"),
+        f"  checkpoints   {workdir / 'checkpoints'}",
+        f"  plots         {plots_dir}",
+        f"  evaluate      {_invocation()} eval --workdir {workdir}",
+    ]
+    if config.task == "lm":
+        lines.append(
+            f"  generate      {_invocation()} generate --workdir {workdir} "
+            "--prompt 'def '"
         )
-    )
+    print("\n".join(lines) + "\n")
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import importlib.util
 import json
 import pathlib
@@ -178,7 +179,12 @@ def load_config(path: str | pathlib.Path, variant: str | None = None) -> Config:
     get = getattr(module, "get_config", None)
     if get is None:
         raise ConfigError(f"{file} defines no get_config()")
-    config = get(variant) if variant is not None else get()
+    try:
+        config = get(variant) if variant is not None else get()
+    except ValueError as e:  # the config files refuse an unknown variant so
+        if variant is None:
+            raise
+        raise ConfigError(f"{file}: {e}") from None
     if not isinstance(config, Config):
         raise ConfigError(
             f"{file}: get_config() returned {type(config).__name__}, not a Config"
@@ -338,7 +344,11 @@ def _locate(config: Config, key: str):
         section = getattr(config, parts[0])
         if dataclasses.is_dataclass(section) and parts[1] in _fields(section):
             return section, parts[1]
-    raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
+    close = difflib.get_close_matches(key, valid, n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise ConfigError(
+        f"unknown config key {key!r}{hint} (valid keys: {', '.join(valid)})"
+    )
 
 
 def copy_config(config: Config) -> Config:

@@ -34,7 +34,8 @@ def test_overrides_are_parsed_to_field_types():
     [
         (
             "train.stepz=5",
-            r"unknown config key 'train.stepz'; valid keys: .*train.steps",
+            r"unknown config key 'train.stepz'; did you mean 'train.steps'[^?]*\? "
+            r"\(valid keys: .*train.steps",
         ),
         ("trian.steps=5", r"unknown config key 'trian.steps'"),
         ("train.steps=five", r"train.steps expects an int, got 'five'"),

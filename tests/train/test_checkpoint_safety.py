@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from tiny_lm import tiny_lm
 
 from seqjax import cli
 from seqjax import config as config_lib
@@ -23,30 +24,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def tiny(steps=4, **overrides) -> config_lib.Config:
-    """A very small LM run on the built-in prose (seconds on a CPU)."""
-    base = {
-        "model.mixer": "paragru",
-        "model.mixer_options": {"heads": 2},
-        "model.features": 16,
-        "model.depth": 1,
-        "model.conv_width": 2,
-        "data.kind": "prose",
+    """The trainer tests' tiny LM run, smaller batches and rare evaluations."""
+    small = {
         "data.max_bytes": 40_000,
-        "data.seq_len": 32,
         "data.batch_size": 4,
-        "optim.learning_rate": 1e-2,
-        "optim.warmup_steps": 2,
-        "train.steps": steps,
-        "train.log_every": 1,
         "train.eval_every": 100,
         "train.eval_batches": 1,
-        "train.checkpoint_every": 2,
-        "train.progress": False,
-        "train.sample_prompt": "",
-        "mesh.data": 1,
     }
-    base.update(overrides)
-    return config_lib.apply_overrides(config_lib.Config(), base)
+    return tiny_lm(steps, **{**small, **overrides})
 
 
 def saved_steps(workdir) -> list[int]:

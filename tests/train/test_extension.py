@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from tiny_lm import tiny_lm
 
 from seqjax import config as config_lib
 from seqjax.train import checkpoint as checkpoint_lib
@@ -15,29 +16,22 @@ from seqjax.train import trainer
 
 
 def tiny(steps=4, **overrides) -> config_lib.Config:
-    """A very small LM run on the built-in prose (seconds on a CPU)."""
-    base = {
+    """The trainer tests' tiny LM run on an LRU, with a constant rate, no weight
+    decay and rare evaluations."""
+    changes = {
         "model.mixer": "lru",
-        "model.features": 16,
-        "model.depth": 1,
-        "data.kind": "prose",
+        "model.mixer_options": {},
+        "model.conv_width": None,
         "data.max_bytes": 40_000,
-        "data.seq_len": 32,
         "data.batch_size": 4,
-        "optim.learning_rate": 1e-2,
         "optim.warmup_steps": 0,
         "optim.schedule": "constant",
         "optim.weight_decay": 0.0,
-        "train.steps": steps,
-        "train.log_every": 1,
         "train.eval_every": 100,
         "train.eval_batches": 1,
-        "train.checkpoint_every": 2,
-        "train.progress": False,
-        "mesh.data": 1,
+        "train.sample_prompt": "",
     }
-    base.update(overrides)
-    return config_lib.apply_overrides(config_lib.Config(), base)
+    return tiny_lm(steps, **{**changes, **overrides})
 
 
 def first_batch(run):

@@ -12,6 +12,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from tiny_lm import tiny_lm
 
 from seqjax import config as config_lib
 from seqjax.train import checkpoint as checkpoint_lib
@@ -22,29 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 def tiny(steps=8, **overrides) -> config_lib.Config:
     """A very small LM run on the built-in prose: seconds per run on a CPU."""
-    base = {
-        "model.mixer": "paragru",
-        "model.mixer_options": {"heads": 2},
-        "model.features": 16,
-        "model.depth": 1,
-        "model.conv_width": 2,
-        "data.kind": "prose",
-        "data.max_bytes": 60_000,
-        "data.seq_len": 32,
-        "data.batch_size": 8,
-        "optim.learning_rate": 1e-2,
-        "optim.warmup_steps": 2,
-        "train.steps": steps,
-        "train.log_every": 1,
-        "train.eval_every": 4,
-        "train.eval_batches": 2,
-        "train.checkpoint_every": 2,
-        "train.progress": False,
-        "train.sample_prompt": "",
-        "mesh.data": 1,
-    }
-    base.update(overrides)
-    return config_lib.apply_overrides(config_lib.Config(), base)
+    return tiny_lm(steps, **overrides)
 
 
 def params_of(workdir, which="latest"):
@@ -260,9 +239,20 @@ def test_eval_and_generate_commands(tmp_path, capsys):
     assert ".png" in capsys.readouterr().out
 
 
-def test_config_errors_from_the_command_line(tmp_path):
+def test_config_errors_from_the_command_line(tmp_path, capsys):
     from seqjax import cli
 
-    with pytest.raises(SystemExit, match="unknown config key 'train.stepz'"):
-        cli.main(["train", "--config", str(ROOT / "configs" / "demo.py"),
-                  "--workdir", str(tmp_path), "train.stepz=3"])  # fmt: skip
+    small = str(ROOT / "configs" / "demo.py:small")
+    for mistake, said in [
+        (["train.stepz=3"], "unknown config key 'train.stepz'; did you mean "
+                            "'train.steps'"),
+        (["--config", small], "unknown variant 'small'"),
+    ]:  # fmt: skip
+        argv = ["train", "--config", str(ROOT / "configs" / "demo.py"),
+                "--workdir", str(tmp_path / "run"), *mistake]  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and said in err[0], err
+        assert not (tmp_path / "run").exists()
